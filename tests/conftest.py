@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory) -> Path:
+    """The embedded images (the project's data/ if fetched, else a fresh fetch)."""
+    from vrlic.data import fetch_embedded, verify_manifest
+
+    folder = ROOT / "data" / "embedded"
+    if not (folder / "manifest.json").exists():
+        folder = fetch_embedded(tmp_path_factory.mktemp("data"))
+    verify_manifest(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+def copy_project(dst: Path) -> Path:
+    """Copy the tracked project (no .venv, no outputs) to ``dst`` for pipeline tests."""
+    ignore = shutil.ignore_patterns(".venv", "outputs", "__pycache__", "*.egg-info", ".pytest_cache", ".dvc/tmp", ".dvc/cache")
+    shutil.copytree(ROOT, dst, ignore=ignore, symlinks=True)
+    return dst

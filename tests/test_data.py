@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+from vrlic.data import CropSampler, fetch_embedded, list_images, load_image, resolve_split, save_image, verify_manifest
+
+
+def test_fetch_is_deterministic_and_manifest_matches(tmp_path):
+    a = fetch_embedded(tmp_path / "a", ["chelsea", "china"])
+    b = fetch_embedded(tmp_path / "b", ["chelsea", "china"])
+    ma = json.loads((a / "manifest.json").read_text())
+    mb = json.loads((b / "manifest.json").read_text())
+    assert ma == mb
+    assert [e["name"] for e in verify_manifest(a)] == ["chelsea", "china"]
+    e = ma["images"][0]
+    assert (e["width"], e["height"]) == (451, 300)
+
+
+def test_manifest_detects_tampering(tmp_path):
+    folder = fetch_embedded(tmp_path, ["chelsea"])
+    png = folder / "chelsea.png"
+    data = bytearray(png.read_bytes())
+    data[100] ^= 0xFF
+    png.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="does not match the manifest"):
+        verify_manifest(folder)
+
+
+def test_unknown_image_and_missing_folder(tmp_path):
+    with pytest.raises(KeyError, match="unknown embedded image"):
+        fetch_embedded(tmp_path, ["nope"])
+    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+        verify_manifest(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_images(tmp_path / "absent")
+
+
+def test_split_of_the_params(embedded, root):
+    from vrlic.params import load_params
+
+    data = load_params(root / "params.yaml")["data"]["mini"]
+    train, val = resolve_split(data, root)
+    assert {p.stem for p in val} == set(data["val"])
+    assert not {p.stem for p in train} & {p.stem for p in val}, "train and validation images overlap"
+
+
+def test_crop_sampler_is_reproducible_per_step(embedded):
+    s = CropSampler.from_files(list_images(embedded, ["chelsea", "rocket"]), crop=64, batch_size=3, seed=1)
+    assert s.batch(5).shape == (3, 3, 64, 64)
+    assert torch.equal(s.batch(5), s.batch(5))
+    assert not torch.equal(s.batch(5), s.batch(6))
+    with pytest.raises(ValueError, match="larger than"):
+        CropSampler([torch.zeros(3, 32, 32)], crop=64, batch_size=1)
+
+
+def test_image_roundtrip_and_bad_file(tmp_path):
+    x = torch.rand(3, 17, 23)
+    save_image(x, tmp_path / "x.png")
+    y = load_image(tmp_path / "x.png")
+    assert torch.allclose(x, y, atol=0.5 / 255 + 1e-6)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="not a readable image"):
+        load_image(tmp_path / "bad.png")

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from vrlic.data import CropSampler, list_images
+from vrlic.train import TrainConfig, rd_loss, train_single_rate
+
+
+def _cfg(**kw):
+    base = dict(arch="bmshj2018-hyperprior", N=8, M=8, lmbda=0.01, steps=6, batch_size=2, crop=64,
+                lr=1e-3, ckpt_every=2, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def sampler(embedded):
+    return CropSampler.from_files(list_images(embedded, ["chelsea"]), crop=64, batch_size=2, seed=3)
+
+
+def test_rd_loss_matches_compressai_convention():
+    x = torch.rand(2, 3, 8, 8)
+    out = {"x_hat": x + 0.1, "likelihoods": {"y": torch.full((2, 4, 2, 2), 0.5), "z": torch.ones(2, 4, 1, 1)}}
+    l = rd_loss(out, x, 0.01)
+    assert l["bpp"].item() == pytest.approx(2 * 4 * 2 * 2 / (2 * 8 * 8))
+    assert l["mse"].item() == pytest.approx(0.01)
+    assert l["loss"].item() == pytest.approx(l["bpp"].item() + 0.01 * 255**2 * 0.01)
+
+
+def test_killed_run_resumes_to_the_same_weights(sampler, tmp_path):
+    straight = train_single_rate(_cfg(), sampler, tmp_path / "a.pt", progress=False)
+    # "kill" after 3 steps (the last checkpoint is at step 2), then run again
+    first = train_single_rate(_cfg(), sampler, tmp_path / "b.pt", progress=False, stop_after=3)
+    assert first.step == 3
+    ckpt = torch.load(tmp_path / "b.pt", weights_only=False)
+    assert ckpt["step"] == 2
+    resumed = train_single_rate(_cfg(), sampler, tmp_path / "b.pt", progress=False)
+    assert resumed.step == 6
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert not list(tmp_path.glob(".*.tmp")), "a temporary checkpoint was left behind"
+
+
+def test_other_configuration_does_not_resume(sampler, tmp_path, capsys):
+    train_single_rate(_cfg(steps=2), sampler, tmp_path / "c.pt", progress=False)
+    state = train_single_rate(_cfg(steps=2, lmbda=0.02), sampler, tmp_path / "c.pt", progress=False)
+    assert "another configuration" in capsys.readouterr().out
+    assert state.step == 2
+
+
+def test_corrupt_checkpoint_is_ignored_with_a_warning(sampler, tmp_path, capsys):
+    (tmp_path / "d.pt").write_bytes(b"garbage")
+    state = train_single_rate(_cfg(steps=1), sampler, tmp_path / "d.pt", progress=False)
+    assert "unreadable checkpoint" in capsys.readouterr().out
+    assert state.step == 1
+
+
+def test_training_lowers_the_loss(sampler, tmp_path):
+    losses = []
+    train_single_rate(_cfg(steps=30, ckpt_every=100, lr=3e-3), sampler, tmp_path / "e.pt", progress=False,
+                      on_step=lambda s, m: losses.append(m["loss"]))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5

@@ -1,0 +1,110 @@
+"""Stage 01: single-rate base models and separately trained anchors.
+
+``source: train`` trains one model per λ of the profile, from scratch, with the same budget; the
+one at the highest λ is the base model that later stages post-train (G = 1, as in the paper).
+``source: zoo`` takes CompressAI's published models instead (qualities 1–8; base = the highest).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .data import CropSampler
+from .evaluate import measure_rd_point, results_json
+from .models import load_model, save_model
+from .train import TrainConfig, train_single_rate
+from .zoo import ZOO_LAMBDAS, load_zoo_model
+
+
+@dataclass(frozen=True)
+class Anchor:
+    arch: str
+    lmbda: float
+    path: Path  # the model file (save_model format)
+
+
+def lambda_tag(lmbda: float) -> str:
+    return f"lmbda{lmbda:.4f}"
+
+
+def anchor_file(out_dir: str | os.PathLike, arch: str, lmbda: float) -> Path:
+    return Path(out_dir) / arch / f"{lambda_tag(lmbda)}.pth.tar"
+
+
+def base_model_file(out_dir: str | os.PathLike, arch: str, lambdas: Sequence[float]) -> Path:
+    """The base model of ``arch``: the anchor at the highest λ."""
+    return anchor_file(out_dir, arch, max(lambdas))
+
+
+def train_config(p: dict[str, Any], arch: str, lmbda: float) -> TrainConfig:
+    return TrainConfig(
+        arch=arch, N=p["N"], M=p["M"], lmbda=lmbda, steps=p["steps"], batch_size=p["batch_size"],
+        crop=p["crop"], lr=p["lr"], lr_decay_at=p.get("lr_decay_at", 0.8), aux_lr=p.get("aux_lr", 1e-3),
+        clip_max_norm=p.get("clip_max_norm", 1.0), seed=p.get("seed", 0), ckpt_every=p.get("ckpt_every", 100),
+    )
+
+
+def train_anchor(p: dict[str, Any], arch: str, lmbda: float, sampler: CropSampler, out_dir: Path,
+                 device: torch.device, log_dir: Path | None = None, progress: bool = True) -> Anchor:
+    """Train (or resume, or reuse) the anchor of ``arch`` at ``lmbda``."""
+    cfg = train_config(p, arch, lmbda)
+    final = anchor_file(out_dir, arch, lmbda)
+    ckpt = final.with_name(final.name.replace(".pth.tar", ".train.pt"))
+    if final.exists() and _meta_matches(final, cfg):
+        return Anchor(arch, lmbda, final)
+    state = train_single_rate(cfg, sampler, ckpt, device=device,
+                              log_dir=None if log_dir is None else log_dir / arch / lambda_tag(lmbda),
+                              progress=progress)
+    save_model(state.model.cpu(), arch, final, lmbda=lmbda, source="train", config=cfg.fingerprint())
+    return Anchor(arch, lmbda, final)
+
+
+def _meta_matches(path: Path, cfg: TrainConfig) -> bool:
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return False
+    return meta.get("config") == cfg.fingerprint()
+
+
+def zoo_anchor(arch: str, quality: int, out_dir: Path, cache: str | None = None) -> Anchor:
+    """Fetch a CompressAI zoo model and store it in our model-file format."""
+    lmbda = ZOO_LAMBDAS[quality - 1]
+    final = anchor_file(out_dir, arch, lmbda)
+    if not final.exists():
+        model = load_zoo_model(arch, quality, cache=cache)
+        save_model(model, arch, final, lmbda=lmbda, source="zoo", quality=quality)
+    return Anchor(arch, lmbda, final)
+
+
+def evaluate_anchors(anchors: Sequence[Anchor], val_files: Sequence[Path], device: torch.device,
+                     progress: bool = True) -> dict[str, dict[str, Any]]:
+    """RD points of every anchor on ``val_files``; one CompressAI results JSON per architecture."""
+    from tqdm.auto import tqdm
+
+    by_arch: dict[str, list[tuple[float, dict[str, float]]]] = {}
+    for a in tqdm(anchors, desc="evaluate", disable=not progress, leave=False):
+        model, _ = load_model(a.path, device)
+        by_arch.setdefault(a.arch, []).append((a.lmbda, measure_rd_point(model, val_files)))
+    out = {}
+    for arch, rows in by_arch.items():
+        out[arch] = results_json(f"vrlic-{arch}-anchors", [r for _, r in rows],
+                                 description="separately trained single-rate anchors, real rANS bitstreams",
+                                 extra={"lmbda": [l for l, _ in rows]})
+    return out
+
+
+def rd_table(results: dict[str, dict[str, Any]]):
+    """Long-format DataFrame (arch, lmbda, bpp, psnr-rgb, ms-ssim-rgb, times) of results JSONs."""
+    import pandas as pd
+
+    rows = []
+    for arch, res in results.items():
+        r = res["results"]
+        for i in range(len(r["bpp"])):
+            rows.append({"arch": arch, **{k: v[i] for k, v in r.items()}})
+    return pd.DataFrame(rows)

@@ -1,0 +1,248 @@
+"""Image data: the embedded offline set, Kodak, image I/O and random-crop training batches.
+
+The embedded set is made of natural photographs that ship inside installed packages
+(scikit-image, scikit-learn, matplotlib), re-encoded as PNG into ``data/`` with a manifest, so a
+fresh clone can rebuild exactly the bytes that ``data.dvc`` records.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .atomic import atomic_path, write_json
+
+MANIFEST = "manifest.json"
+
+
+def _skimage_file(name: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        import skimage
+
+        return Path(skimage.__file__).parent / "data" / name
+
+    return locate
+
+
+def _sklearn_file(name: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        import sklearn.datasets
+
+        return Path(sklearn.datasets.__file__).parent / "images" / name
+
+    return locate
+
+
+def _matplotlib_file(name: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        import matplotlib
+
+        return Path(matplotlib.get_data_path()) / "sample_data" / name
+
+    return locate
+
+
+# name -> (package it ships in, locator). Only colour photographs of natural scenes.
+EMBEDDED_SOURCES: dict[str, tuple[str, Callable[[], Path]]] = {
+    "astronaut": ("scikit-image", _skimage_file("astronaut.png")),
+    "chelsea": ("scikit-image", _skimage_file("chelsea.png")),
+    "coffee": ("scikit-image", _skimage_file("coffee.png")),
+    "rocket": ("scikit-image", _skimage_file("rocket.jpg")),
+    "motorcycle": ("scikit-image", _skimage_file("motorcycle_left.png")),
+    "hubble": ("scikit-image", _skimage_file("hubble_deep_field.jpg")),
+    "china": ("scikit-learn", _sklearn_file("china.jpg")),
+    "flower": ("scikit-learn", _sklearn_file("flower.jpg")),
+    "grace_hopper": ("matplotlib", _matplotlib_file("grace_hopper.jpg")),
+}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_embedded(dest: str | os.PathLike, names: Sequence[str] | None = None) -> Path:
+    """Write the embedded images as RGB PNG into ``dest/embedded`` with ``dest/embedded/manifest.json``.
+
+    Deterministic: the same installed packages give the same bytes. Existing files are replaced
+    atomically, so an interrupted fetch can simply be run again.
+    """
+    out = Path(dest) / "embedded"
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(EMBEDDED_SOURCES) if names is None else list(names)
+    entries = []
+    for name in names:
+        if name not in EMBEDDED_SOURCES:
+            raise KeyError(f"unknown embedded image {name!r}; known: {', '.join(EMBEDDED_SOURCES)}")
+        package, locate = EMBEDDED_SOURCES[name]
+        src = locate()
+        if not src.exists():
+            raise FileNotFoundError(f"{name}: {src} is missing (is {package} installed?)")
+        with Image.open(src) as im:
+            rgb = im.convert("RGB")
+        target = out / f"{name}.png"
+        with atomic_path(target) as tmp:
+            rgb.save(tmp, format="PNG", compress_level=9, optimize=False)
+        entries.append(
+            {
+                "name": name,
+                "file": target.name,
+                "source_package": package,
+                "source_file": src.name,
+                "width": rgb.width,
+                "height": rgb.height,
+                "sha256": sha256_file(target),
+            }
+        )
+    write_json(out / MANIFEST, {"images": entries})
+    return out
+
+
+def verify_manifest(folder: str | os.PathLike) -> list[dict]:
+    """Check every image in ``folder/manifest.json`` against its SHA-256; return the entries."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest} is missing: run `python -m vrlic.data fetch data`")
+    entries = json.loads(manifest.read_text())["images"]
+    for e in entries:
+        path = folder / e["file"]
+        if not path.exists():
+            raise FileNotFoundError(f"{path} listed in the manifest is missing")
+        digest = sha256_file(path)
+        if digest != e["sha256"]:
+            raise ValueError(f"{path}: SHA-256 {digest} does not match the manifest ({e['sha256']})")
+    return entries
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an 8-bit image as a float tensor (3, H, W) in [0, 1]."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable image ({e})") from e
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def save_image(x: torch.Tensor, path: str | os.PathLike) -> None:
+    """Write a (3, H, W) tensor in [0, 1] as an 8-bit RGB PNG, atomically."""
+    arr = x.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def list_images(folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
+    """Image files of ``folder`` (sorted), or those named ``names`` (stem or file name)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if names is None:
+        if not files:
+            raise FileNotFoundError(f"no images in {folder}")
+        return files
+    by_name = {p.stem: p for p in files} | {p.name: p for p in files}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise FileNotFoundError(f"images {missing} not found in {folder}")
+    return [by_name[n] for n in names]
+
+
+@dataclass
+class CropSampler:
+    """Random crops (with flips) from a set of images, reproducible per training step.
+
+    Batch ``step`` depends only on ``(seed, step)``, so a resumed run sees the same batches as an
+    uninterrupted one.
+    """
+
+    images: list[torch.Tensor]
+    crop: int
+    batch_size: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        small = [tuple(x.shape[-2:]) for x in self.images if min(x.shape[-2:]) < self.crop]
+        if small:
+            raise ValueError(f"crop {self.crop} is larger than images of size {small}")
+        if not self.images:
+            raise ValueError("no training images")
+
+    @classmethod
+    def from_files(cls, files: Sequence[str | os.PathLike], crop: int, batch_size: int, seed: int = 0) -> "CropSampler":
+        return cls([load_image(f) for f in files], crop, batch_size, seed)
+
+    def batch(self, step: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        out = torch.empty(self.batch_size, 3, self.crop, self.crop)
+        idx = torch.randint(len(self.images), (self.batch_size,), generator=g)
+        for b, i in enumerate(idx.tolist()):
+            img = self.images[i]
+            h, w = img.shape[-2:]
+            top = int(torch.randint(h - self.crop + 1, (1,), generator=g))
+            left = int(torch.randint(w - self.crop + 1, (1,), generator=g))
+            patch = img[:, top : top + self.crop, left : left + self.crop]
+            if torch.rand(1, generator=g) < 0.5:
+                patch = patch.flip(-1)
+            out[b] = patch
+        return out
+
+
+def resolve_split(data: dict, root: Path) -> tuple[list[Path], list[Path]]:
+    """Train and validation image files for a profile's ``data`` params."""
+    source = data.get("source", "embedded")
+    if source == "embedded":
+        folder = root / data.get("dir", "data/embedded")
+        verify_manifest(folder)
+        return list_images(folder, data["train"]), list_images(folder, data["val"])
+    if source == "folders":
+        from .paths import resolve
+
+        train = list_images(resolve(data["train_dir"], root))
+        val = list_images(resolve(data["val_dir"], root))
+        return train, val
+    if source == "kodak":
+        from .datasets import fetch_kodak
+        from .paths import resolve
+
+        if not data.get("train_dir"):
+            raise ValueError("the paper profile needs data.paper.train_dir: a folder of training images")
+        return list_images(resolve(data["train_dir"], root)), fetch_kodak(data.get("cache_dir"))
+    raise ValueError(f"unknown data source {source!r} (embedded, folders or kodak)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vrlic.data", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fetch", help="write the embedded images into DEST/embedded")
+    f.add_argument("dest", nargs="?", default="data")
+    v = sub.add_parser("verify", help="check DEST/embedded against its manifest")
+    v.add_argument("dest", nargs="?", default="data")
+    args = ap.parse_args(argv)
+    if args.cmd == "fetch":
+        out = fetch_embedded(args.dest)
+        print(f"wrote {len(verify_manifest(out))} images to {out}")
+    else:
+        print(f"{len(verify_manifest(Path(args.dest) / 'embedded'))} images verified")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

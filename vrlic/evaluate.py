@@ -1,0 +1,106 @@
+"""Rate–distortion measurement with real bitstreams, and CompressAI's results-JSON shape.
+
+bpp counts the bytes CompressAI's rANS coder actually writes; PSNR and MS-SSIM are computed on the
+8-bit-rounded RGB reconstruction, as in CompressAI's published "8bit-decoded" results.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ms_ssim
+
+from .data import load_image
+
+METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+
+
+def pad_to_multiple(x: torch.Tensor, p: int = 64) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Zero-pad (N, C, H, W) symmetrically so H and W are multiples of ``p`` (CompressAI's eval)."""
+    h, w = x.shape[-2:]
+    new_h, new_w = (h + p - 1) // p * p, (w + p - 1) // p * p
+    left, top = (new_w - w) // 2, (new_h - h) // 2
+    pads = (left, new_w - w - left, top, new_h - h - top)
+    return F.pad(x, pads, mode="constant", value=0), pads
+
+
+def crop_padding(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    left, right, top, bottom = pads
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
+
+
+def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(0, 1).mul(255).round().div(255)
+
+
+def image_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
+    """PSNR (dB) and MS-SSIM of 8-bit-rounded RGB, both (1, 3, H, W) in [0, 1]."""
+    x_hat = quantize_8bit(x_hat)
+    mse = F.mse_loss(x, x_hat).item()
+    psnr = 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
+    msssim = ms_ssim(x, x_hat, data_range=1.0).item()
+    return {"psnr-rgb": psnr, "ms-ssim-rgb": msssim}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def measure_image(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Compress and decompress one image (3, H, W) with a single-rate CompressAI model."""
+    device = next(model.parameters()).device
+    x = x.unsqueeze(0).to(device)
+    h, w = x.shape[-2:]
+    xp, pads = pad_to_multiple(x)
+    _sync(device)
+    t0 = time.perf_counter()
+    enc = model.compress(xp)
+    _sync(device)
+    t1 = time.perf_counter()
+    dec = model.decompress(enc["strings"], enc["shape"])
+    _sync(device)
+    t2 = time.perf_counter()
+    nbytes = sum(len(s) for strings in enc["strings"] for s in strings)
+    x_hat = crop_padding(dec["x_hat"], pads)
+    out = {"bpp": nbytes * 8.0 / (h * w), **image_metrics(x, x_hat)}
+    out.update(encoding_time=t1 - t0, decoding_time=t2 - t1)
+    return out
+
+
+def average(rows: Iterable[dict[str, float]]) -> dict[str, float]:
+    rows = list(rows)
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+
+def measure_rd_point(model: torch.nn.Module, files: Sequence[str | os.PathLike]) -> dict[str, float]:
+    """Mean bpp / PSNR / MS-SSIM / times over ``files`` with real entropy coding."""
+    model.eval()
+    model.update(force=True)
+    return average(measure_image(model, load_image(f)) for f in files)
+
+
+def results_json(name: str, points: Sequence[dict[str, float]], description: str = "Inference (ans)",
+                 extra: dict[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+    """CompressAI's results-JSON shape: ``{"name", "description", "results": {metric: [...]}}``.
+
+    Points are sorted by bpp; ``extra`` adds per-point columns (e.g. ``lmbda``) in the same order.
+    """
+    order = sorted(range(len(points)), key=lambda i: points[i]["bpp"])
+    results: dict[str, list] = {k: [points[i][k] for i in order] for k in METRICS}
+    for k, col in (extra or {}).items():
+        results[k] = [col[i] for i in order]
+    return {"name": name, "description": description, "results": results}
+
+
+def load_results(path: str | os.PathLike) -> dict[str, Any]:
+    import json
+
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,66 @@
+"""The three single-rate CompressAI architectures the paper builds on."""
+from __future__ import annotations
+
+import torch
+from compressai.models import JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior, ScaleHyperprior
+
+ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
+    "bmshj2018-hyperprior": ScaleHyperprior,
+    "mbt2018-mean": MeanScaleHyperprior,
+    "mbt2018": JointAutoregressiveHierarchicalPriors,
+}
+
+
+def build_model(arch: str, N: int, M: int) -> torch.nn.Module:
+    """A freshly initialised single-rate model."""
+    try:
+        cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise KeyError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
+    return cls(N=N, M=M)
+
+
+def model_from_state_dict(arch: str, state: dict) -> torch.nn.Module:
+    """Build ``arch`` with the sizes found in ``state`` (zoo or vrlic checkpoint) and load it.
+
+    CompressAI's ``load_pretrained`` renames the zoo's old entropy-bottleneck keys.
+    """
+    from compressai.zoo.pretrained import load_pretrained
+
+    if "state_dict" in state:
+        state = state["state_dict"]
+    state = load_pretrained(state)
+    cls = ARCHITECTURES[arch]
+    return cls.from_state_dict(state)
+
+
+def padding_multiple(model: torch.nn.Module) -> int:
+    """Image sides must be multiples of this (g_a then h_a downsample by 2^6)."""
+    return 64
+
+
+def save_model(model: torch.nn.Module, arch: str, path, **meta) -> None:
+    """Write a self-describing model file: architecture, sizes, metadata and the state dict.
+
+    The entropy tables are built first (``update``), so the file decodes as it is;
+    CompressAI's ``load_state_dict`` resizes the table buffers on load.
+    """
+    from .atomic import torch_save
+
+    model.update(force=True)
+    state = model.state_dict()
+    torch_save({"arch": arch, "N": int(model.N), "M": int(model.M), **meta, "state_dict": state}, path)
+
+
+def load_model(path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Load a file written by ``save_model``; return (model in eval mode, its metadata)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable vrlic model file ({e})") from e
+    if not isinstance(ckpt, dict) or "arch" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a vrlic model file (no 'arch'/'state_dict')")
+    model = build_model(ckpt["arch"], ckpt["N"], ckpt["M"])
+    model.load_state_dict(ckpt["state_dict"])
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return model.to(device).eval(), meta

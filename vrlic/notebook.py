@@ -1,0 +1,79 @@
+"""Run one pipeline notebook through papermill with its stage's params (the DVC stage command).
+
+    python -m vrlic.notebook notebooks/01_base_models.py outputs/notebooks/01_base_models.ipynb --stage base_models
+
+Reads ``params.yaml`` (section ``--stage``, active profile), injects it as papermill parameters,
+always uses the ``python3`` kernel, and scrubs run-to-run metadata so that identical inputs give
+identical notebook bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .params import load_params, stage_params
+from .paths import project_root
+
+_VOLATILE_META = ("papermill", "execution")
+
+
+def scrub(nb) -> None:
+    """Remove timestamps, durations, cell ids and the interpreter version from a notebook."""
+    nb.metadata.pop("papermill", None)
+    nb.metadata.get("language_info", {}).pop("version", None)
+    for cell in nb.cells:
+        cell.pop("id", None)
+        for key in _VOLATILE_META:
+            cell.metadata.pop(key, None)
+        if cell.get("cell_type") == "code":
+            for out in cell.get("outputs", []):
+                out.get("metadata", {}).pop("execution", None)
+    nb.nbformat_minor = max(nb.nbformat_minor, 4)
+
+
+def run_notebook(source: str | os.PathLike, output: str | os.PathLike, parameters: dict[str, Any],
+                 cwd: str | os.PathLike | None = None, log_output: bool = True) -> Path:
+    """Execute a jupytext ``.py`` (or ``.ipynb``) notebook with ``parameters``; write ``output``."""
+    import jupyter_client
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    jupyter_client.KernelManager.shutdown_wait_time = 1.0
+    source, output = Path(source), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(source) if source.suffix == ".py" else nbformat.read(source, as_version=4)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    tmp_in = output.with_name(f".{output.stem}.input.ipynb")
+    nbformat.write(nb, tmp_in)
+    try:
+        pm.execute_notebook(str(tmp_in), str(output), parameters=parameters, kernel_name="python3",
+                            cwd=str(cwd) if cwd else None, log_output=log_output, progress_bar=False)
+    finally:
+        tmp_in.unlink(missing_ok=True)
+    done = nbformat.read(output, as_version=4)
+    scrub(done)
+    nbformat.write(done, output)
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vrlic.notebook", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", help="jupytext notebook (notebooks/NN_name.py)")
+    ap.add_argument("output", help="executed notebook (.ipynb)")
+    ap.add_argument("--stage", required=True, help="params.yaml section to inject")
+    ap.add_argument("--profile", help="override the profile (default: params.yaml / $VRLIC_PROFILE)")
+    args = ap.parse_args(argv)
+    root = project_root()
+    params = stage_params(args.stage, load_params(root / "params.yaml"), args.profile)
+    params["root"] = str(root)
+    run_notebook(root / args.source, root / args.output, params, cwd=root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Rate–distortion figures (seaborn, PNG: they render offline, unlike DVC's Vega plots)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def rd_figure(table, hue: str = "arch", style: str | None = None, title: str = "", metrics=("psnr-rgb", "ms-ssim-rgb")):
+    """Lines of ``metric`` vs bpp, one per ``hue`` (and ``style``) value of a long-format table."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
+    labels = {"psnr-rgb": "PSNR RGB (dB)", "ms-ssim-rgb": "MS-SSIM RGB"}
+    for ax, metric in zip(axes[0], metrics):
+        sns.lineplot(data=table.sort_values("bpp"), x="bpp", y=metric, hue=hue, style=style, marker="o",
+                     sort=False, estimator=None, ax=ax)
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(labels.get(metric, metric))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save ``fig`` as PNG with deterministic metadata (no software/creation stamps)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    return path

@@ -1,0 +1,199 @@
+"""Single-rate rate–distortion training (the anchors and base models of stage 01).
+
+Loss (CompressAI convention): L = bpp + λ·255²·MSE, with the entropy bottleneck's quantiles
+trained by their own auxiliary loss and optimiser. Training state is checkpointed atomically
+every ``ckpt_every`` steps; a run restarted with the same configuration resumes where the last
+checkpoint left it, and replays exactly the same batches (see ``CropSampler``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .atomic import torch_save
+from .data import CropSampler
+from .models import build_model
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a single-rate training run (and so whether a checkpoint resumes)."""
+
+    arch: str
+    N: int
+    M: int
+    lmbda: float
+    steps: int
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 1e-4
+    lr_decay_at: float = 0.8  # fraction of the steps after which lr drops 10×
+    aux_lr: float = 1e-3
+    clip_max_norm: float = 1.0
+    seed: int = 0
+    ckpt_every: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("ckpt_every")  # how often we save does not change the result
+        return d
+
+    def lr_at(self, step: int) -> float:
+        return self.lr * (0.1 if step >= math.floor(self.lr_decay_at * self.steps) else 1.0)
+
+
+def rd_loss(out: dict[str, Any], x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
+    """Rate (bits per pixel from the likelihoods), MSE and L = bpp + λ·255²·MSE."""
+    n, _, h, w = x.shape
+    num_pixels = n * h * w
+    bpp = sum(torch.log(l).sum() for l in out["likelihoods"].values()) / (-math.log(2) * num_pixels)
+    mse = torch.mean((out["x_hat"] - x) ** 2)
+    return {"loss": bpp + lmbda * 255**2 * mse, "bpp": bpp, "mse": mse}
+
+
+def psnr_from_mse(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def split_parameters(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """Main parameters and the entropy bottlenecks' quantiles (trained by the aux loss)."""
+    main, aux = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (aux if name.endswith(".quantiles") else main).append(p)
+    return main, aux
+
+
+class TrainingState:
+    """Model + optimisers + step, saved and restored as one atomic checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        torch.manual_seed(cfg.seed)
+        self.cfg = cfg
+        self.model = build_model(cfg.arch, cfg.N, cfg.M).to(device)
+        main, aux = split_parameters(self.model)
+        self.opt = torch.optim.Adam(main, lr=cfg.lr)
+        self.aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
+        self.step = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.fingerprint(),
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "aux_opt": self.aux_opt.state_dict(),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        torch_save(self.state_dict(), path)
+
+    def try_resume(self, path: str | os.PathLike) -> bool:
+        """Load ``path`` if it holds a run of the same configuration; return whether it did."""
+        path = Path(path)
+        if not path.exists():
+            return False
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # a corrupt checkpoint is not fatal: start again, say so
+            print(f"warning: ignoring unreadable checkpoint {path}: {e}")
+            return False
+        if ckpt.get("config") != self.cfg.fingerprint():
+            print(f"note: {path} was trained with another configuration; starting afresh")
+            return False
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["opt"])
+        self.aux_opt.load_state_dict(ckpt["aux_opt"])
+        self.step = int(ckpt["step"])
+        return True
+
+
+def train_step(state: TrainingState, x: torch.Tensor) -> dict[str, float]:
+    """One optimisation step on batch ``x``; returns loss, bpp, mse, psnr, aux."""
+    cfg = state.cfg
+    for g in state.opt.param_groups:
+        g["lr"] = cfg.lr_at(state.step)
+    state.model.train()
+    state.opt.zero_grad(set_to_none=True)
+    state.aux_opt.zero_grad(set_to_none=True)
+    out = state.model(x)
+    losses = rd_loss(out, x, cfg.lmbda)
+    losses["loss"].backward()
+    if cfg.clip_max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(state.opt.param_groups[0]["params"], cfg.clip_max_norm)
+    state.opt.step()
+    aux = state.model.aux_loss()
+    aux.backward()
+    state.aux_opt.step()
+    state.step += 1
+    mse = float(losses["mse"].detach())
+    return {"loss": float(losses["loss"].detach()), "bpp": float(losses["bpp"].detach()), "mse": mse,
+            "psnr": psnr_from_mse(mse), "aux": float(aux.detach())}
+
+
+def train_single_rate(
+    cfg: TrainConfig,
+    sampler: CropSampler,
+    ckpt_path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    log_dir: str | os.PathLike | None = None,
+    log_every: int = 10,
+    progress: bool = True,
+    stop_after: int | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainingState:
+    """Train (or resume) one model to ``cfg.steps``; checkpoint atomically to ``ckpt_path``.
+
+    ``stop_after`` ends the call after that many steps of *this* call (used to test resume).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    state = TrainingState(cfg, device)
+    resumed = state.try_resume(ckpt_path)
+    live = _open_live(log_dir, resumed and state.step > 0)
+    start = state.step
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress,
+               desc=f"{cfg.arch} λ={cfg.lmbda:g}", leave=False, mininterval=1.0)
+    t0 = time.perf_counter()
+    try:
+        while state.step < cfg.steps:
+            if stop_after is not None and state.step - start >= stop_after:
+                break
+            x = sampler.batch(state.step).to(device)
+            metrics = train_step(state, x)
+            bar.update(1)
+            if state.step % log_every == 0 or state.step == cfg.steps:
+                bar.set_postfix(bpp=f"{metrics['bpp']:.3f}", psnr=f"{metrics['psnr']:.2f}")
+                if live is not None:
+                    live.step = state.step
+                    for k, v in metrics.items():
+                        live.log_metric(f"train/{k}", v)
+                    live.next_step()
+            if on_step is not None:
+                on_step(state.step, metrics)
+            if state.step % cfg.ckpt_every == 0 or state.step == cfg.steps:
+                state.save(ckpt_path)
+    finally:
+        bar.close()
+        if live is not None:
+            live.end()
+    state.seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
+    return state
+
+
+def _open_live(log_dir: str | os.PathLike | None, resume: bool):
+    if log_dir is None:
+        return None
+    from dvclive import Live
+
+    # The pipeline's own dvc.yaml declares the stage; dvclive must not write or commit anything else.
+    return Live(str(log_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
