@@ -25,14 +25,14 @@ data = {"source": "embedded", "dir": "data/embedded",
         "val": ["astronaut", "coffee", "china"]}
 source = "train"
 architectures = ["bmshj2018-hyperprior", "mbt2018-mean"]
-lambdas = [0.0035, 0.013, 0.0483, 0.18]
+lambdas = [0.0018, 0.0067, 0.025, 0.18]
 qualities = None
 metric = "mse"
 N = 48
 M = 64
-steps = 600
+steps = 1500
 batch_size = 8
-crop = 128
+crop = 64
 lr = 1e-3
 lr_decay_at = 0.8
 aux_lr = 1e-3
@@ -94,7 +94,7 @@ else:
     raise ValueError(f"unknown source {source!r}: train or zoo")
 print("base models (highest λ):")
 for arch in architectures:
-    print(f"  {arch}: {base_model_file(models_dir, arch, [a.lmbda for a in anchors if a.arch == arch]).relative_to(ROOT)}")
+    print(f"  {arch}: {base_model_file(models_dir, arch, [a.lmbda for a in anchors if a.arch == arch])}")
 
 # %% [markdown]
 # ## Rate–distortion of the anchors, with real bitstreams

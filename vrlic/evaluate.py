@@ -40,11 +40,12 @@ def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
 
 
 def image_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
-    """PSNR (dB) and MS-SSIM of 8-bit-rounded RGB, both (1, 3, H, W) in [0, 1]."""
+    """PSNR (dB) and MS-SSIM of 8-bit-rounded RGB, both (1, 3, H, W) in [0, 1] (MS-SSIM NaN below 161 px)."""
     x_hat = quantize_8bit(x_hat)
     mse = F.mse_loss(x, x_hat).item()
     psnr = 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
-    msssim = ms_ssim(x, x_hat, data_range=1.0).item()
+    # MS-SSIM's five scales need a side > 160 px; smaller images have no defined value.
+    msssim = ms_ssim(x, x_hat, data_range=1.0).item() if min(x.shape[-2:]) > 160 else float("nan")
     return {"psnr-rgb": psnr, "ms-ssim-rgb": msssim}
 
 

@@ -31,7 +31,7 @@ def scrub(nb) -> None:
         if cell.get("cell_type") == "code":
             for out in cell.get("outputs", []):
                 out.get("metadata", {}).pop("execution", None)
-    nb.nbformat_minor = max(nb.nbformat_minor, 4)
+    nb.nbformat_minor = 4  # 4.5+ requires the cell ids we just removed
 
 
 def run_notebook(source: str | os.PathLike, output: str | os.PathLike, parameters: dict[str, Any],

@@ -126,6 +126,11 @@ def train_step(state: TrainingState, x: torch.Tensor) -> dict[str, float]:
     state.aux_opt.zero_grad(set_to_none=True)
     out = state.model(x)
     losses = rd_loss(out, x, cfg.lmbda)
+    if not torch.isfinite(losses["loss"]):
+        raise FloatingPointError(
+            f"{cfg.arch} λ={cfg.lmbda:g}: loss is {float(losses['loss'])} at step {state.step}; "
+            f"training diverged (lower lr={cfg.lr:g} or clip_max_norm)"
+        )
     losses["loss"].backward()
     if cfg.clip_max_norm > 0:
         torch.nn.utils.clip_grad_norm_(state.opt.param_groups[0]["params"], cfg.clip_max_norm)
@@ -169,6 +174,9 @@ def train_single_rate(
             if stop_after is not None and state.step - start >= stop_after:
                 break
             x = sampler.batch(state.step).to(device)
+            # The quantization noise comes from the global RNG: seed it per step so that a
+            # resumed run draws exactly what the uninterrupted one would have.
+            torch.manual_seed(cfg.seed * 1_000_003 + state.step)
             metrics = train_step(state, x)
             bar.update(1)
             if state.step % log_every == 0 or state.step == cfg.steps:
