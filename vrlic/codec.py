@@ -145,7 +145,7 @@ class RateControlResult:
 
 
 def encode_to_bpp(model, x: torch.Tensor, target_bpp: float, rel_tol: float = 0.01, max_encodes: int = 12,
-                  step_range: tuple[float, float] = (0.25, 64.0)) -> RateControlResult:
+                  step_range: tuple[float, float] = (0.01, 100.0)) -> RateControlResult:
     """Find the step size whose file hits ``target_bpp`` within ``rel_tol`` (relative).
 
     Rate falls monotonically with the step; log(bpp) is close to linear in log(step), so a

@@ -55,24 +55,29 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def measure_image(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """Compress and decompress one image (3, H, W) with a single-rate CompressAI model."""
+def measure_image(model: torch.nn.Module, x: torch.Tensor, step: float | None = None) -> dict[str, float]:
+    """Compress and decompress one image (3, H, W): a single-rate model, or a variable-rate one at
+    quantization step ``step``. bpp counts the entropy-coded strings (CompressAI's convention;
+    vrlic's file container adds a constant 51 bytes)."""
     device = next(model.parameters()).device
     x = x.unsqueeze(0).to(device)
     h, w = x.shape[-2:]
     xp, pads = pad_to_multiple(x)
+    args = () if step is None else (step,)
     _sync(device)
     t0 = time.perf_counter()
-    enc = model.compress(xp)
+    enc = model.compress(xp, *args)
     _sync(device)
     t1 = time.perf_counter()
-    dec = model.decompress(enc["strings"], enc["shape"])
+    dec = model.decompress(enc["strings"], enc["shape"], *args)
     _sync(device)
     t2 = time.perf_counter()
     nbytes = sum(len(s) for strings in enc["strings"] for s in strings)
     x_hat = crop_padding(dec["x_hat"], pads)
     out = {"bpp": nbytes * 8.0 / (h * w), **image_metrics(x, x_hat)}
     out.update(encoding_time=t1 - t0, decoding_time=t2 - t1)
+    if step is not None:
+        out["bpp_z"] = len(enc["strings"][1][0]) * 8.0 / (h * w)
     return out
 
 
@@ -81,11 +86,26 @@ def average(rows: Iterable[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
 
-def measure_rd_point(model: torch.nn.Module, files: Sequence[str | os.PathLike]) -> dict[str, float]:
+def measure_rd_point(model: torch.nn.Module, files: Sequence[str | os.PathLike], step: float | None = None) -> dict[str, float]:
     """Mean bpp / PSNR / MS-SSIM / times over ``files`` with real entropy coding."""
     model.eval()
-    model.update(force=True)
-    return average(measure_image(model, load_image(f)) for f in files)
+    if step is None:
+        model.update(force=True)
+    return average(measure_image(model, load_image(f), step) for f in files)
+
+
+def measure_rd_curve(model: torch.nn.Module, files: Sequence[str | os.PathLike], steps: Sequence[float],
+                     progress: bool = False) -> list[dict[str, float]]:
+    """RD points of a variable-rate model at each step size (``step`` is recorded in each point)."""
+    from tqdm.auto import tqdm
+
+    images = [load_image(f) for f in files]
+    model.eval()
+    points = []
+    for step in tqdm(list(steps), desc="steps", disable=not progress, leave=False):
+        p = average(measure_image(model, x, float(step)) for x in images)
+        points.append({**p, "step": float(step)})
+    return points
 
 
 def results_json(name: str, points: Sequence[dict[str, float]], description: str = "Inference (ans)",
