@@ -73,20 +73,31 @@ def split_parameters(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], 
 
 
 class TrainingState:
-    """Model + optimisers + step, saved and restored as one atomic checkpoint."""
+    """Model + optimisers + step, saved and restored as one atomic checkpoint.
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
-        torch.manual_seed(cfg.seed)
-        self.cfg = cfg
-        self.model = build_model(cfg.arch, cfg.N, cfg.M).to(device)
-        main, aux = split_parameters(self.model)
-        self.opt = torch.optim.Adam(main, lr=cfg.lr)
-        self.aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
+    ``fingerprint`` is everything that determines the run: a checkpoint resumes only a run with
+    the same fingerprint.
+    """
+
+    def __init__(self, fingerprint: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer,
+                 aux_opt: torch.optim.Optimizer):
+        self.fingerprint = fingerprint
+        self.model = model
+        self.opt = opt
+        self.aux_opt = aux_opt
         self.step = 0
+        self.seconds = 0.0
+
+    @classmethod
+    def single_rate(cls, cfg: TrainConfig, device: torch.device) -> "TrainingState":
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.arch, cfg.N, cfg.M).to(device)
+        main, aux = split_parameters(model)
+        return cls(cfg.fingerprint(), model, torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr))
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "config": self.cfg.fingerprint(),
+            "config": self.fingerprint,
             "step": self.step,
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
@@ -106,7 +117,7 @@ class TrainingState:
         except Exception as e:  # a corrupt checkpoint is not fatal: start again, say so
             print(f"warning: ignoring unreadable checkpoint {path}: {e}")
             return False
-        if ckpt.get("config") != self.cfg.fingerprint():
+        if ckpt.get("config") != self.fingerprint:
             print(f"note: {path} was trained with another configuration; starting afresh")
             return False
         self.model.load_state_dict(ckpt["model"])
@@ -116,32 +127,94 @@ class TrainingState:
         return True
 
 
-def train_step(state: TrainingState, x: torch.Tensor) -> dict[str, float]:
-    """One optimisation step on batch ``x``; returns loss, bpp, mse, psnr, aux."""
-    cfg = state.cfg
+def check_finite(loss: torch.Tensor, what: str, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{what}: loss is {float(loss)} at step {step}; training diverged "
+                                 "(lower the learning rate or clip_max_norm)")
+
+
+def optimizer_step(state: TrainingState, clip_max_norm: float) -> float:
+    """Clip, step the main optimiser, then one step of the bottleneck quantiles' aux loss."""
+    if clip_max_norm > 0:
+        params = [p for g in state.opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, clip_max_norm)
+    state.opt.step()
+    aux = state.model.aux_loss()
+    aux.backward()
+    state.aux_opt.step()
+    return float(aux.detach())
+
+
+def train_step(state: TrainingState, cfg: TrainConfig, x: torch.Tensor) -> dict[str, float]:
+    """One single-rate optimisation step on batch ``x``; returns loss, bpp, mse, psnr, aux."""
     for g in state.opt.param_groups:
         g["lr"] = cfg.lr_at(state.step)
     state.model.train()
     state.opt.zero_grad(set_to_none=True)
     state.aux_opt.zero_grad(set_to_none=True)
-    out = state.model(x)
-    losses = rd_loss(out, x, cfg.lmbda)
-    if not torch.isfinite(losses["loss"]):
-        raise FloatingPointError(
-            f"{cfg.arch} λ={cfg.lmbda:g}: loss is {float(losses['loss'])} at step {state.step}; "
-            f"training diverged (lower lr={cfg.lr:g} or clip_max_norm)"
-        )
+    losses = rd_loss(state.model(x), x, cfg.lmbda)
+    check_finite(losses["loss"], f"{cfg.arch} λ={cfg.lmbda:g}", state.step)
     losses["loss"].backward()
-    if cfg.clip_max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(state.opt.param_groups[0]["params"], cfg.clip_max_norm)
-    state.opt.step()
-    aux = state.model.aux_loss()
-    aux.backward()
-    state.aux_opt.step()
-    state.step += 1
+    aux = optimizer_step(state, cfg.clip_max_norm)
     mse = float(losses["mse"].detach())
     return {"loss": float(losses["loss"].detach()), "bpp": float(losses["bpp"].detach()), "mse": mse,
-            "psnr": psnr_from_mse(mse), "aux": float(aux.detach())}
+            "psnr": psnr_from_mse(mse), "aux": aux}
+
+
+def run_training(
+    state: TrainingState,
+    total_steps: int,
+    step_fn: Callable[[TrainingState, int], dict[str, float]],
+    ckpt_path: str | os.PathLike,
+    ckpt_every: int,
+    seed: int,
+    desc: str,
+    log_dir: str | os.PathLike | None = None,
+    log_every: int = 10,
+    progress: bool = True,
+    stop_after: int | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainingState:
+    """The loop every stage trains with: resume, step, log (dvclive), checkpoint atomically.
+
+    ``step_fn(state, step)`` performs one optimisation step and returns its metrics.
+    ``stop_after`` ends the call after that many steps of *this* call (used to test resume).
+    """
+    from tqdm.auto import tqdm
+
+    resumed = state.try_resume(ckpt_path)
+    live = _open_live(log_dir, resumed and state.step > 0)
+    start = state.step
+    bar = tqdm(total=total_steps, initial=start, disable=not progress, desc=desc, leave=False, mininterval=1.0)
+    t0 = time.perf_counter()
+    try:
+        while state.step < total_steps:
+            if stop_after is not None and state.step - start >= stop_after:
+                break
+            # The quantization noise comes from the global RNG: seed it per step so that a
+            # resumed run draws exactly what the uninterrupted one would have.
+            torch.manual_seed(seed * 1_000_003 + state.step)
+            metrics = step_fn(state, state.step)
+            state.step += 1
+            bar.update(1)
+            if state.step % log_every == 0 or state.step == total_steps:
+                if "bpp" in metrics and "psnr" in metrics:
+                    bar.set_postfix(bpp=f"{metrics['bpp']:.3f}", psnr=f"{metrics['psnr']:.2f}")
+                if live is not None:
+                    live.step = state.step
+                    for k, v in metrics.items():
+                        live.log_metric(f"train/{k}", v)
+                    live.next_step()
+            if on_step is not None:
+                on_step(state.step, metrics)
+            if state.step % ckpt_every == 0 or state.step == total_steps:
+                state.save(ckpt_path)
+    finally:
+        bar.close()
+        if live is not None:
+            live.end()
+    state.seconds = time.perf_counter() - t0
+    return state
 
 
 def train_single_rate(
@@ -155,47 +228,12 @@ def train_single_rate(
     stop_after: int | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainingState:
-    """Train (or resume) one model to ``cfg.steps``; checkpoint atomically to ``ckpt_path``.
-
-    ``stop_after`` ends the call after that many steps of *this* call (used to test resume).
-    """
-    from tqdm.auto import tqdm
-
+    """Train (or resume) one single-rate model to ``cfg.steps``; checkpoint atomically to ``ckpt_path``."""
     device = torch.device(device)
-    state = TrainingState(cfg, device)
-    resumed = state.try_resume(ckpt_path)
-    live = _open_live(log_dir, resumed and state.step > 0)
-    start = state.step
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress,
-               desc=f"{cfg.arch} λ={cfg.lmbda:g}", leave=False, mininterval=1.0)
-    t0 = time.perf_counter()
-    try:
-        while state.step < cfg.steps:
-            if stop_after is not None and state.step - start >= stop_after:
-                break
-            x = sampler.batch(state.step).to(device)
-            # The quantization noise comes from the global RNG: seed it per step so that a
-            # resumed run draws exactly what the uninterrupted one would have.
-            torch.manual_seed(cfg.seed * 1_000_003 + state.step)
-            metrics = train_step(state, x)
-            bar.update(1)
-            if state.step % log_every == 0 or state.step == cfg.steps:
-                bar.set_postfix(bpp=f"{metrics['bpp']:.3f}", psnr=f"{metrics['psnr']:.2f}")
-                if live is not None:
-                    live.step = state.step
-                    for k, v in metrics.items():
-                        live.log_metric(f"train/{k}", v)
-                    live.next_step()
-            if on_step is not None:
-                on_step(state.step, metrics)
-            if state.step % cfg.ckpt_every == 0 or state.step == cfg.steps:
-                state.save(ckpt_path)
-    finally:
-        bar.close()
-        if live is not None:
-            live.end()
-    state.seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
-    return state
+    state = TrainingState.single_rate(cfg, device)
+    return run_training(state, cfg.steps, lambda st, step: train_step(st, cfg, sampler.batch(step).to(device)),
+                        ckpt_path, cfg.ckpt_every, cfg.seed, f"{cfg.arch} λ={cfg.lmbda:g}", log_dir=log_dir,
+                        log_every=log_every, progress=progress, stop_after=stop_after, on_step=on_step)
 
 
 def _open_live(log_dir: str | os.PathLike | None, resume: bool):

@@ -236,7 +236,7 @@ class VariableRateMixin:
             else:
                 z_hat, z_lik = shared_hyper
             y_hat, y_lik = self.latent_from_hyper(y, z_hat, gain)
-            outs.append({"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}, "gain": gain})
+            outs.append({"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}, "gain": gain, "y": y})
         return outs
 
     def analysis(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
