@@ -59,7 +59,7 @@ from vrlic.anchors import base_model_file
 from vrlic.atomic import write_json
 from vrlic.data import CropSampler, resolve_split
 from vrlic.device import pick_device
-from vrlic.experiments import bd_rates, evaluate_variant, rd_long_table, run_variant
+from vrlic.experiments import bd_rates, evaluate_variant, rd_long_table, run_variant, trained_points
 from vrlic.paths import project_root
 from vrlic.plots import rd_figure, save_figure
 
@@ -128,9 +128,7 @@ out = {"profile": profile, "lambdas": lambdas, "data": [p.stem for p in val_file
 curves = {}
 for (arch, name), path in models.items():
     res = evaluate_variant(path, val_files, dev, between=between, name=f"{arch}-{name}")
-    trained_only = {"results": {k: [v for v, t in zip(vals, res["results"]["trained"]) if t]
-                                for k, vals in res["results"].items()}}
-    res["bd_rate_vs_anchors"] = bd_rates(anchor_results[arch], trained_only)
+    res["bd_rate_vs_anchors"] = bd_rates(anchor_results[arch], trained_points(res))
     res["bd_rate_vs_anchors_all_steps"] = bd_rates(anchor_results[arch], res)
     res["seconds"] = seconds[(arch, name)]
     res["seconds_per_step"] = seconds[(arch, name)] / common["steps"]

@@ -18,22 +18,69 @@ def _smoke_params(stage, root):
     return stage_params(stage, load_params(root / "params.yaml"), "smoke")
 
 
-def test_stage01_notebook_on_smoke_profile(root, embedded, tmp_path):
+STAGES = [("base_models", "01_base_models"), ("posttrain", "02_mgda_posttrain"), ("offsets", "03_offset_fitting"),
+          ("hyperlatent", "04_hyperlatent_ablation")]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(root, embedded, tmp_path_factory):
+    """Stages 01–04 through papermill on the smoke profile, every output under a temporary folder."""
     from vrlic.notebook import run_notebook
 
+    out = tmp_path_factory.mktemp("smoke")
+    done = {}
+    for stage, nb in STAGES:
+        p = _smoke_params(stage, root)
+        p["data"] = dict(p["data"], dir=str(embedded))
+        p["root"] = str(out)  # relative paths of the stage resolve under the temporary folder
+        done[stage] = run_notebook(root / f"notebooks/{nb}.py", out / f"{nb}.ipynb", p, cwd=root, log_output=False)
+    return out, done
+
+
+def test_stage01_base_models(smoke_run, root):
+    out, done = smoke_run
     p = _smoke_params("base_models", root)
-    p["data"] = dict(p["data"], dir=str(embedded))
-    for key in ("out_dir", "log_dir", "results", "figure"):
-        p[key] = str(tmp_path / p[key])
-    out = run_notebook(root / "notebooks/01_base_models.py", tmp_path / "01.ipynb", p, cwd=root, log_output=False)
-    res = json.loads((tmp_path / "results/anchors.json").read_text())
+    res = json.loads((out / "results/anchors.json").read_text())
     assert set(res["models"]) == set(p["architectures"])
     for arch, r in res["models"].items():
         assert len(r["results"]["bpp"]) == len(p["lambdas"])
         assert all(b > 0 for b in r["results"]["bpp"])
-    assert (tmp_path / "results/figures/anchors_rd.png").stat().st_size > 10_000
-    text = out.read_text()
+    assert (out / "results/figures/anchors_rd.png").stat().st_size > 10_000
+    text = done["base_models"].read_text()
     assert '"papermill"' not in text and "execution_count" in text
+
+
+def test_stage02_posttrain(smoke_run, root):
+    out, _ = smoke_run
+    res = json.loads((out / "results/posttrain.json").read_text())
+    p = _smoke_params("posttrain", root)
+    for arch in p["architectures"]:
+        assert set(res["models"][arch]) == set(p["variants"])
+        r = res["models"][arch]["mgda"]
+        assert "bd_rate_vs_anchors" in r and len(r["results"]["step"]) == 2 * len(p["lambdas"]) - 1
+    for f in ("posttrain_losses", "posttrain_alpha", "posttrain_rd"):
+        assert (out / f"results/figures/{f}.png").exists()
+
+
+def test_stage03_offsets(smoke_run):
+    out, _ = smoke_run
+    res = json.loads((out / "results/offsets.json").read_text())
+    for arch, by in res["models"].items():
+        on, off = by["offsets on"]["results"], by["offsets off"]["results"]
+        if arch != "mbt2018":  # mbt2018's context model sees the offset-corrected ŷ
+            assert on["bpp"] == off["bpp"], "offsets must not change a single bit"
+    assert (out / "results/figures/offsets_vs_centroids.png").exists()
+
+
+def test_stage04_ablation(smoke_run, root):
+    import csv
+
+    out, _ = smoke_run
+    rows = list(csv.DictReader((out / "results/ablation.csv").open()))
+    p = _smoke_params("hyperlatent", root)
+    assert {r["arch"] for r in rows} == set(p["architectures"])
+    assert {"bd_rate_psnr", "bd_rate_msssim", "mgda", "offsets", "vr_hyper"} <= set(rows[0])
+    assert json.loads((out / "results/hyperlatent.json").read_text())["z_share_percent"]
 
 
 def test_dvc_repro_smoke_profile(root, tmp_path):
@@ -50,7 +97,7 @@ def test_dvc_repro_smoke_profile(root, tmp_path):
         subprocess.run([sys.executable, "-m", "vrlic.data", "fetch", "data"], cwd=proj, check=True, env=env)
     r = subprocess.run(["dvc", "repro"], cwd=proj, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    res = json.loads((proj / "results/anchors.json").read_text())
-    assert res["profile"] == "smoke"
+    assert json.loads((proj / "results/anchors.json").read_text())["profile"] == "smoke"
+    assert (proj / "results/ablation.csv").exists()
     st = subprocess.run(["dvc", "status", "-q"], cwd=proj, env=env)
     assert st.returncode == 0, "pipeline is stale right after dvc repro"

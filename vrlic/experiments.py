@@ -81,10 +81,12 @@ def evaluation_steps(model: VariableRateMixin, between: int = 1) -> list[float]:
 
 
 def evaluate_variant(path: str | Path, val_files: Sequence[Path], device: torch.device, between: int = 1,
-                     name: str | None = None) -> dict[str, Any]:
+                     name: str | None = None, offsets: bool | None = None) -> dict[str, Any]:
     """CompressAI results JSON of a variant at its trained steps and in between (real bitstreams);
-    ``trained`` marks the trained steps."""
+    ``trained`` marks the trained steps. ``offsets`` overrides the model's switch (same weights)."""
     model, meta = load_model(path, device)
+    if offsets is not None:
+        model.offsets = offsets
     steps = evaluation_steps(model, between)
     trained = set(round(s, 9) for s in model.steps().tolist())
     points = measure_rd_curve(model, val_files, steps)
@@ -92,6 +94,12 @@ def evaluate_variant(path: str | Path, val_files: Sequence[Path], device: torch.
                         description="vrlic variable-rate model, real rANS bitstreams",
                         extra={"step": [p["step"] for p in points], "bpp_z": [p["bpp_z"] for p in points],
                                "trained": [round(p["step"], 9) in trained for p in points]})
+
+
+def trained_points(res: dict[str, Any]) -> dict[str, Any]:
+    """The points of ``res`` at the trained step sizes only."""
+    r = res["results"]
+    return {"results": {k: [v for v, t in zip(vals, r["trained"]) if t] for k, vals in r.items()}}
 
 
 def bd_rates(anchor: dict[str, Any], test: dict[str, Any]) -> dict[str, float]:

@@ -15,13 +15,18 @@ def _curve(res: dict[str, Any], metric: str) -> tuple[np.ndarray, np.ndarray]:
     if metric == "ms-ssim-rgb":  # BD on MS-SSIM is taken in dB, as CompressAI plots it
         dist = -10 * np.log10(np.clip(1 - dist, 1e-12, None))
     order = np.argsort(rate)
-    return rate[order], dist[order]
+    rate, dist = rate[order], dist[order]
+    # Keep the Pareto front: a point with more bits and no better quality than a cheaper one
+    # is never an operating point, and BD interpolation needs a monotone curve.
+    keep = [i for i in range(len(rate)) if not np.any(dist[:i] >= dist[i])]
+    return rate[keep], dist[keep]
 
 
 def bd_rate(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr-rgb", method: str = "pchip") -> float:
     """BD-rate (%) of ``test`` against ``anchor`` (negative = fewer bits for the same quality).
 
-    NaN, with a warning, when the curves do not overlap enough or are not monotone.
+    Each curve is reduced to its Pareto front first (points dominated by a cheaper, better point
+    are dropped). NaN, with a warning, when fewer than two points remain or the curves do not overlap.
     """
     import bjontegaard as bd
 
@@ -30,7 +35,9 @@ def bd_rate(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr-rg
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            v = float(bd.bd_rate(ra, da, rt, dt, method=method, require_matching_points=False))
+            if min(len(ra), len(rt)) < 2:
+                raise ValueError("fewer than two Pareto-efficient points")
+            v = float(bd.bd_rate(ra, da, rt, dt, method=method, require_matching_points=False, min_overlap=0))
     except Exception as e:  # the package raises on too little overlap / non-monotone curves
         warnings.warn(f"BD-rate undefined ({e}); reporting NaN")
         return math.nan

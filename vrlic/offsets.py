@@ -1,0 +1,86 @@
+"""What the offset network learned, against the empirical optimum measured from real latents.
+
+For a latent element with (mean-removed, step-scaled) value u, coded bin q = round(u) ≠ 0 and
+predicted std-dev σ_q = σ·G (in steps), the MSE-optimal reconstruction of the bin is its
+centroid E[|u| | q, σ_q]; the empirical optimal offset toward the mean is therefore
+δ* = E[|q| − |u|] over the elements of that bin. The network's δ(σ_q, G) should follow it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data import load_image
+from .evaluate import pad_to_multiple
+
+
+@torch.no_grad()
+def latent_params(model, x: torch.Tensor, step: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u, σ_q) of every latent element of image ``x`` (1, 3, H, W) at ``step`` (eval mode)."""
+    from .vbr import as_gain
+
+    model.eval()
+    gain = as_gain(step, model.Gain)
+    y, z = model.analysis(x)
+    z_hat, _ = model.quantize_hyper(z, gain)
+    if model.autoregressive:
+        params = model.h_s(z_hat)
+        y_hat, _, _, _ = model._wavefront(params, gain, y=y)
+        ctx = model.context_prediction(y_hat) + model.scale_to_context(gain.reshape(1, 1)).reshape(1, -1, 1, 1)
+        scales, means = model.entropy_parameters(torch.cat((params, ctx), 1)).chunk(2, 1)
+    else:
+        scales, means = model.hyper_params(z_hat)
+    u = (y if means is None else y - means) * gain
+    return u, model.gaussian_conditional.lower_bound_scale(scales * gain)
+
+
+def collect(model, files: Sequence, steps: Sequence[float], max_per_step: int = 200_000, seed: int = 0):
+    """Long DataFrame (step, sigma_q, abs_u, abs_q) of the non-zero bins on ``files``."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    images = [pad_to_multiple(load_image(f).unsqueeze(0))[0] for f in files]
+    for step in steps:
+        us, ss = [], []
+        for x in images:
+            u, s = latent_params(model, x, step)
+            us.append(u.reshape(-1))
+            ss.append(s.reshape(-1))
+        u, s = torch.cat(us).numpy(), torch.cat(ss).numpy()
+        q = np.round(u)
+        nz = q != 0
+        u, s, q = np.abs(u[nz]), s[nz], np.abs(q[nz])
+        if len(u) > max_per_step:
+            idx = rng.choice(len(u), max_per_step, replace=False)
+            u, s, q = u[idx], s[idx], q[idx]
+        frames.append(pd.DataFrame({"step": step, "sigma_q": s, "abs_u": u, "abs_q": q}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def empirical_offsets(samples, bins: np.ndarray | None = None, min_count: int = 30):
+    """δ* = mean(|q| − |u|) per (step, σ_q bin) over non-zero bins, with counts."""
+    import pandas as pd
+
+    bins = np.geomspace(0.11, 64, 25) if bins is None else bins
+    df = samples.copy()
+    df["bin"] = pd.cut(df["sigma_q"], bins)
+    df["delta"] = df["abs_q"] - df["abs_u"]
+    g = df.groupby(["step", "bin"], observed=True).agg(delta=("delta", "mean"), count=("delta", "size"),
+                                                     sigma_q=("sigma_q", "median")).reset_index()
+    return g[g["count"] >= min_count].drop(columns="bin")
+
+
+@torch.no_grad()
+def learned_offsets(model, steps: Sequence[float], sigmas: np.ndarray):
+    """δ(σ_q, G = 1/step) of the offset network on a grid."""
+    import pandas as pd
+
+    rows = []
+    s = torch.tensor(sigmas, dtype=torch.float32)
+    for step in steps:
+        d = model.offset(s, torch.tensor(1.0 / step)).numpy()
+        rows += [{"step": step, "sigma_q": float(a), "delta": float(b)} for a, b in zip(sigmas, d)]
+    return pd.DataFrame(rows)
