@@ -46,29 +46,21 @@ figure_alpha = "results/figures/posttrain_alpha.png"
 figure_rd = "results/figures/posttrain_rd.png"
 
 # %%
-import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Image, display
 
 from vrlic.anchors import base_model_file
 from vrlic.atomic import write_json
-from vrlic.data import CropSampler, resolve_split
-from vrlic.device import pick_device
-from vrlic.experiments import bd_rates, evaluate_variant, rd_long_table, run_variant, trained_points
-from vrlic.paths import project_root
-from vrlic.plots import rd_figure, save_figure
+from vrlic.experiments import (bd_table, evaluate_variants, rd_long_table, read_training_log, run_variants,
+                               stage_context, with_anchors)
+from vrlic.plots import rd_by_arch, save_figure
 
-ROOT = Path(root) if root else project_root()
-dev = pick_device(device)
-train_files, val_files = resolve_split(data, ROOT)
-anchor_results = json.loads((ROOT / anchors).read_text())["models"]
-sampler = CropSampler.from_files(train_files, crop=common["crop"], batch_size=common["batch_size"], seed=common["seed"])
-print(f"profile {profile} · device {dev} · λ {lambdas} · variants {list(variants)}")
+ctx = stage_context(root, data, device, common, anchors)
+ROOT = ctx.root
+print(f"profile {profile} · device {ctx.device} · λ {lambdas} · variants {list(variants)}")
 
 # %% [markdown]
 # ## Post-training
@@ -78,28 +70,14 @@ print(f"profile {profile} · device {dev} · λ {lambdas} · variants {list(vari
 # are logged with dvclive under `log_dir`; checkpoints are atomic and a killed run resumes.
 
 # %%
-models, seconds = {}, {}
-for arch in architectures:
-    base = base_model_file(ROOT / base_dir, arch, lambdas)
-    for name, settings in variants.items():
-        path, secs = run_variant(arch, name, settings, {**common, "lambdas": lambdas}, base, sampler,
-                                 ROOT / out_dir, dev, log_dir=ROOT / log_dir)
-        models[(arch, name)], seconds[(arch, name)] = path, secs
-        print(f"{arch:22s} {name:14s} {secs:7.1f} s  ({secs / common['steps']:.3f} s/step) -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
+                    lambda arch, _: base_model_file(ROOT / base_dir, arch, lambdas), out_dir, log_dir)
 
 # %% [markdown]
 # ## The objectives and the MGDA weights over training
 
 # %%
-def read_log(arch, name):
-    folder = ROOT / log_dir / arch / name / "plots" / "metrics" / "train"
-    frames = []
-    for f in sorted(folder.glob("*.tsv")):
-        df = pd.read_csv(f, sep="\t")
-        frames.append(df.rename(columns={df.columns[-1]: "value"}).assign(metric=f.stem))
-    return pd.concat(frames).assign(arch=arch, variant=name) if frames else pd.DataFrame()
-
-logs = pd.concat([read_log(a, n) for a, n in models], ignore_index=True)
+logs = pd.concat([read_training_log(ROOT / log_dir / a / n).assign(arch=a, variant=n) for a, n in runs], ignore_index=True)
 if not logs.empty:
     losses = logs[logs.metric.str.startswith("loss_")].copy()
     losses["λ"] = losses.metric.str[5:].astype(int).map(lambda k: lambdas[k])
@@ -124,32 +102,13 @@ if not logs.empty:
 # separately trained anchors of stage 01 (pchip, overlapping range; negative is better).
 
 # %%
-out = {"profile": profile, "lambdas": lambdas, "data": [p.stem for p in val_files], "models": {}}
-curves = {}
-for (arch, name), path in models.items():
-    res = evaluate_variant(path, val_files, dev, between=between, name=f"{arch}-{name}")
-    res["bd_rate_vs_anchors"] = bd_rates(anchor_results[arch], trained_points(res))
-    res["bd_rate_vs_anchors_all_steps"] = bd_rates(anchor_results[arch], res)
-    res["seconds"] = seconds[(arch, name)]
-    res["seconds_per_step"] = seconds[(arch, name)] / common["steps"]
-    out["models"].setdefault(arch, {})[name] = res
-    curves.setdefault(arch, {})[name] = res
-    curves[arch]["anchors"] = anchor_results[arch]
-write_json(ROOT / results, out)
-summary = pd.DataFrame([{"arch": a, "variant": n, **r["bd_rate_vs_anchors"], "s/step": r["seconds_per_step"]}
-                        for a, by in out["models"].items() for n, r in by.items()])
-display(summary.round(3))
-
-# %%
-table = rd_long_table(curves)
-fig, axes = plt.subplots(1, len(curves), figsize=(6.5 * len(curves), 4.5), squeeze=False)
-for ax, (arch, sub) in zip(axes[0], table.groupby("arch", sort=False)):
-    sns.lineplot(data=sub.sort_values("bpp"), x="bpp", y="psnr-rgb", hue="curve", style="curve", markers=True,
-                 sort=False, estimator=None, ax=ax)
-    ax.set(title=arch, xlabel="bits per pixel", ylabel="PSNR RGB (dB)")
-fig.tight_layout()
-save_figure(fig, ROOT / figure_rd)
-display(Image(filename=str(ROOT / figure_rd)))
+curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, between=between)
+for (arch, name), (_, secs) in runs.items():
+    curves[arch][name].update(seconds=secs, seconds_per_step=secs / common["steps"])
+write_json(ROOT / results, {"profile": profile, "lambdas": lambdas, "data": [p.stem for p in ctx.val_files],
+                            "models": curves})
+display(bd_table(curves).round(3))
+display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors)), ROOT / figure_rd))))
 
 # %% [markdown]
 # ## Reading the results

@@ -52,30 +52,19 @@ import seaborn as sns
 from IPython.display import Image, display
 
 from vrlic.atomic import atomic_path, write_json
-from vrlic.data import CropSampler, resolve_split
-from vrlic.device import pick_device
-from vrlic.experiments import bd_rates, evaluate_variant, rd_long_table, run_variant, trained_points, variant_file
-from vrlic.paths import project_root
-from vrlic.plots import save_figure
+from vrlic.experiments import (ablation_rows, bd_table, evaluate_variants, rd_long_table, run_variants, stage_context,
+                               variant_file, with_anchors)
+from vrlic.plots import rd_by_arch, save_figure
 
-ROOT = Path(root) if root else project_root()
-dev = pick_device(device)
-train_files, val_files = resolve_split(data, ROOT)
-anchor_results = json.loads((ROOT / anchors).read_text())["models"]
-sampler = CropSampler.from_files(train_files, crop=common["crop"], batch_size=common["batch_size"], seed=common["seed"])
+ctx = stage_context(root, data, device, common, anchors)
+ROOT = ctx.root
 
 # %% [markdown]
 # ## Post-training both arms
 
 # %%
-models = {}
-for arch in architectures:
-    init = variant_file(ROOT / init_dir, arch, init_variant)
-    for name, settings in variants.items():
-        path, secs = run_variant(arch, name, settings, {**common, "lambdas": lambdas}, init, sampler,
-                                 ROOT / out_dir, dev, log_dir=ROOT / log_dir)
-        models[(arch, name)] = path
-        print(f"{arch:22s} {name:8s} {secs:.1f} s")
+runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
+                    lambda arch, _: variant_file(ROOT / init_dir, arch, init_variant), out_dir, log_dir)
 
 # %% [markdown]
 # ## Rate–distortion and the hyper latent's share of the bitstream
@@ -83,23 +72,11 @@ for arch in architectures:
 # The share is measured from the real bitstreams: bytes of the z string over all bytes.
 
 # %%
-out = {"profile": profile, "lambdas": lambdas, "models": {}}
-curves = {}
-for (arch, name), path in models.items():
-    res = evaluate_variant(path, val_files, dev, between=between, name=f"{arch}-{name}")
-    res["bd_rate_vs_anchors"] = bd_rates(anchor_results[arch], trained_points(res))
-    out["models"].setdefault(arch, {})[name] = res
-    curves.setdefault(arch, {})[name] = res
-    curves[arch]["anchors"] = anchor_results[arch]
-table = rd_long_table(curves)
-fig, axes = plt.subplots(1, len(curves), figsize=(6.5 * len(curves), 4.5), squeeze=False)
-for ax, (arch, sub) in zip(axes[0], table.groupby("arch", sort=False)):
-    sns.lineplot(data=sub.sort_values("bpp"), x="bpp", y="psnr-rgb", hue="curve", style="curve", markers=True,
-                 sort=False, estimator=None, ax=ax)
-    ax.set(title=arch, xlabel="bits per pixel", ylabel="PSNR RGB (dB)")
-fig.tight_layout()
-save_figure(fig, ROOT / figure_rd)
-display(Image(filename=str(ROOT / figure_rd)))
+curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, between)
+out = {"profile": profile, "lambdas": lambdas, "models": curves}
+table = rd_long_table(with_anchors(curves, ctx.anchors))
+display(bd_table(curves).round(3))
+display(Image(filename=str(rd_by_arch(table, ROOT / figure_rd))))
 
 # %%
 share = table[table.curve.isin(list(variants))].copy()
@@ -131,23 +108,9 @@ display(share_table)
 # separately trained anchors at the trained step sizes (PSNR and MS-SSIM, pchip).
 
 # %%
-post = json.loads((ROOT / posttrain_results).read_text())["models"]
-offs = json.loads((ROOT / offsets_results).read_text())["models"]
-grid = [
-    ("weighted sum", False, False, False, lambda a: post[a].get("weighted_sum")),
-    ("MGDA", True, False, False, lambda a: post[a].get("mgda")),
-    ("MGDA + offsets", True, True, False, lambda a: offs[a].get("offsets on")),
-    ("MGDA + offsets, +steps, fixed z", True, True, False, lambda a: out["models"][a].get("fixed_z")),
-    ("MGDA + offsets + VR hyper latent", True, True, True, lambda a: out["models"][a].get("vr_z")),
-]
-rows = []
-for arch in architectures:
-    for label, mgda, offsets, vrz, get in grid:
-        res = get(arch) if arch in post else None
-        if res is None:
-            continue
-        rows.append({"arch": arch, "variant": label, "mgda": mgda, "offsets": offsets, "vr_hyper": vrz,
-                     **res["bd_rate_vs_anchors"]})
+rows = ablation_rows({"posttrain": json.loads((ROOT / posttrain_results).read_text())["models"],
+                     "offsets": json.loads((ROOT / offsets_results).read_text())["models"],
+                     "hyperlatent": out["models"]})
 ablation = pd.DataFrame(rows)
 write_json(ROOT / ablation_json, {"profile": profile, "anchors": "separately trained (stage 01)", "rows": rows})
 with atomic_path(ROOT / ablation_csv) as tmp:

@@ -66,9 +66,10 @@ def test_stage03_offsets(smoke_run):
     out, _ = smoke_run
     res = json.loads((out / "results/offsets.json").read_text())
     for arch, by in res["models"].items():
-        on, off = by["offsets on"]["results"], by["offsets off"]["results"]
+        on, off = by["offsets"]["results"], by["offsets, switched off"]["results"]
         if arch != "mbt2018":  # mbt2018's context model sees the offset-corrected ŷ
             assert on["bpp"] == off["bpp"], "offsets must not change a single bit"
+    assert set(res["models"][next(iter(res["models"]))]) == {"offsets", "decoder", "offsets, switched off"}
     assert (out / "results/figures/offsets_vs_centroids.png").exists()
 
 

@@ -7,6 +7,7 @@ base model, or an earlier stage's variant) and evaluated with real bitstreams.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -117,3 +118,107 @@ def rd_long_table(curves: dict[str, dict[str, dict[str, Any]]]):
             for i in range(len(r["bpp"])):
                 rows.append({"arch": arch, "curve": name, **{k: v[i] for k, v in r.items()}})
     return pd.DataFrame(rows)
+
+
+@dataclass
+class StageContext:
+    """What every post-training stage starts from."""
+
+    root: Path
+    device: torch.device
+    train_files: list[Path]
+    val_files: list[Path]
+    anchors: dict[str, Any]
+    sampler: CropSampler
+
+
+def stage_context(root: str | Path | None, data: dict[str, Any], device: str, common: dict[str, Any],
+                  anchors: str = "results/anchors.json") -> StageContext:
+    """Resolve the project root, device, data split, stage-01 anchors and the crop sampler."""
+    import json
+
+    from .data import resolve_split
+    from .device import pick_device
+    from .paths import project_root
+
+    root = Path(root) if root else project_root()
+    train_files, val_files = resolve_split(data, root)
+    return StageContext(root, pick_device(device), train_files, val_files,
+                        json.loads((root / anchors).read_text())["models"],
+                        CropSampler.from_files(train_files, crop=common["crop"], batch_size=common["batch_size"],
+                                               seed=common["seed"]))
+
+
+def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict[str, dict[str, Any]],
+                 common: dict[str, Any], init_for, out_dir: str, log_dir: str) -> dict[tuple[str, str], tuple[Path, float]]:
+    """``run_variant`` for every (architecture, variant); ``init_for(arch, variant)`` gives the start file."""
+    done = {}
+    for arch in architectures:
+        for name, settings in variants.items():
+            path, secs = run_variant(arch, name, settings, common, init_for(arch, name), ctx.sampler, ctx.root / out_dir,
+                                     ctx.device, log_dir=ctx.root / log_dir)
+            steps = {**common, **settings}["steps"]
+            print(f"{arch:22s} {name:14s} {secs:7.1f} s ({secs / steps:.3f} s/step)")
+            done[(arch, name)] = (path, secs)
+    return done
+
+
+def evaluate_variants(ctx: StageContext, models: dict[tuple[str, str], Path], between: int = 1,
+                      offsets: bool | None = None) -> dict[str, dict[str, Any]]:
+    """{arch: {variant: results JSON + BD-rates vs the anchors (trained steps, and all steps)}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for (arch, name), path in models.items():
+        res = evaluate_variant(path, ctx.val_files, ctx.device, between=between, name=f"{arch}-{name}", offsets=offsets)
+        res["bd_rate_vs_anchors"] = bd_rates(ctx.anchors[arch], trained_points(res))
+        res["bd_rate_vs_anchors_all_steps"] = bd_rates(ctx.anchors[arch], res)
+        out.setdefault(arch, {})[name] = res
+    return out
+
+
+def with_anchors(curves: dict[str, dict[str, Any]], anchors: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``curves`` plus each architecture's anchor curve (for plotting)."""
+    return {arch: {**by, "anchors": anchors[arch]} for arch, by in curves.items()}
+
+
+def bd_table(curves: dict[str, dict[str, Any]]):
+    import pandas as pd
+
+    return pd.DataFrame([{"arch": a, "variant": n, **r["bd_rate_vs_anchors"]} for a, by in curves.items()
+                         for n, r in by.items()])
+
+
+def read_training_log(folder: str | Path):
+    """dvclive's per-metric TSVs of one run as a long DataFrame (step, value, metric)."""
+    import pandas as pd
+
+    frames = []
+    for f in sorted((Path(folder) / "plots" / "metrics" / "train").glob("*.tsv")):
+        df = pd.read_csv(f, sep="\t")
+        frames.append(df.rename(columns={df.columns[-1]: "value"})[["step", "value"]].assign(metric=f.stem))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "value", "metric"])
+
+
+# (label, MGDA, offsets, VR hyper latent, results file key, variant) — the paper's ablation axes
+ABLATION_GRID = [
+    ("weighted sum", False, False, False, "posttrain", "weighted_sum"),
+    ("MGDA", True, False, False, "posttrain", "mgda"),
+    ("MGDA, +steps on the decoder", True, False, False, "offsets", "decoder"),
+    ("MGDA + offsets (same weights, offsets off)", True, False, False, "offsets", "offsets, switched off"),
+    ("MGDA + offsets", True, True, False, "offsets", "offsets"),
+    ("MGDA + offsets, +steps, fixed z", True, True, False, "hyperlatent", "fixed_z"),
+    ("MGDA + offsets + VR hyper latent", True, True, True, "hyperlatent", "vr_z"),
+]
+
+
+def ablation_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (architecture, variant) of ``ABLATION_GRID`` found in ``results``
+    ({stage key: {arch: {variant: results JSON with bd_rate_vs_anchors}}})."""
+    rows = []
+    archs = list(dict.fromkeys(a for by_arch in results.values() for a in by_arch))
+    for arch in archs:
+        for label, mgda, offsets, vrz, key, variant in ABLATION_GRID:
+            res = results.get(key, {}).get(arch, {}).get(variant)
+            if res is not None:
+                rows.append({"arch": arch, "variant": label, "mgda": mgda, "offsets": offsets, "vr_hyper": vrz,
+                             **res["bd_rate_vs_anchors"]})
+    return rows

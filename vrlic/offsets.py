@@ -84,3 +84,37 @@ def learned_offsets(model, steps: Sequence[float], sigmas: np.ndarray):
         d = model.offset(s, torch.tensor(1.0 / step)).numpy()
         rows += [{"step": step, "sigma_q": float(a), "delta": float(b)} for a, b in zip(sigmas, d)]
     return pd.DataFrame(rows)
+
+
+def fit_to_centroids(model, files: Sequence, steps: Sequence[float], iters: int = 400, lr: float = 1e-2,
+                     max_per_step: int = 100_000, seed: int = 0) -> dict[str, float]:
+    """Fit the offset network by least squares to the latents of ``files``: minimise
+    E[(|q| − δ(σ_q, G) − |u|)²] over the non-zero bins, whose minimiser is the bin centroid.
+
+    This is the "fitting" of stage 03: a direct, cheap regression on real latents; the RD
+    post-training that may follow only refines it. Returns the latent MSE (in steps²) before/after.
+    """
+    samples = collect(model, files, steps, max_per_step=max_per_step, seed=seed)
+    s = torch.tensor(samples["sigma_q"].to_numpy(), dtype=torch.float32)
+    g = torch.tensor(1.0 / samples["step"].to_numpy(), dtype=torch.float32)
+    target = torch.tensor((samples["abs_q"] - samples["abs_u"]).to_numpy(), dtype=torch.float32)
+    net = model.QuantABCD
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    inp = torch.stack((s, g), dim=-1)
+
+    def loss_fn() -> torch.Tensor:
+        return ((net(inp).squeeze(-1) - target) ** 2).mean()
+
+    with torch.no_grad():
+        before = float(loss_fn())
+    for i in range(iters):
+        for grp in opt.param_groups:
+            grp["lr"] = lr * (0.1 if i >= int(0.75 * iters) else 1.0)
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss_fn())
+    return {"latent_mse_before": before, "latent_mse_after": after, "samples": int(len(target)),
+            "zero_offset_mse": float((target ** 2).mean())}

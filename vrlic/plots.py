@@ -33,3 +33,18 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
     return path
+
+
+def rd_by_arch(table, path: str | os.PathLike, hue: str = "curve", metric: str = "psnr-rgb") -> Path:
+    """One RD panel per architecture of a long table (arch, curve, bpp, metric); saved as PNG."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    archs = list(dict.fromkeys(table["arch"]))
+    fig, axes = plt.subplots(1, len(archs), figsize=(6.5 * len(archs), 4.5), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        sub = table[table["arch"] == arch].sort_values("bpp")
+        sns.lineplot(data=sub, x="bpp", y=metric, hue=hue, style=hue, markers=True, sort=False, estimator=None, ax=ax)
+        ax.set(title=arch, xlabel="bits per pixel", ylabel="PSNR RGB (dB)" if metric == "psnr-rgb" else metric)
+    fig.tight_layout()
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out

@@ -39,7 +39,7 @@ class PostTrainConfig:
     normalization: str = "loss+"
     mgda_grads: str = "params"  # params | representation (MGDA-UB)
     weights: list[float] | None = None
-    train: str = "all"  # all | offsets (only the offset network) | vr (the variable-rate modules)
+    train: str = "all"  # all | offsets | decoder (g_s) | offsets+decoder | vr (the variable-rate modules)
     train_gains: bool = False
     offsets: bool = False
     vr_hyper: bool = False
@@ -83,10 +83,14 @@ def trained_parameters(model: torch.nn.Module, which: str) -> list[tuple[str, to
         sel = named
     elif which == "offsets":
         sel = [(n, p) for n, p in named if n.startswith("QuantABCD")]
+    elif which == "decoder":
+        sel = [(n, p) for n, p in named if n.startswith("g_s.")]
+    elif which == "offsets+decoder":
+        sel = [(n, p) for n, p in named if n.startswith(("QuantABCD", "g_s."))]
     elif which == "vr":
         sel = [(n, p) for n, p in named if n.startswith(("QuantABCD", "gayn2zqstep", "scale_to_context"))]
     else:
-        raise ValueError(f"train must be all, offsets or vr, got {which!r}")
+        raise ValueError(f"train must be all, offsets, decoder, offsets+decoder or vr, got {which!r}")
     return [(n, p) for n, p in sel if n != "Gain" or p.requires_grad]
 
 

@@ -264,6 +264,7 @@ class VariableRateMixin:
         """Build the entropy tables; with ``vr_hyper`` the z tables depend on ``step``."""
         from compressai.models.base import get_scale_table
 
+        self._tables_key = None
         updated = self.gaussian_conditional.update_scale_table(
             get_scale_table() if scale_table is None else scale_table, force=force)
         eb = self.entropy_bottleneck
@@ -283,11 +284,31 @@ class VariableRateMixin:
             update_registered_buffers(getattr(self, name), name, present, state_dict, policy="resize")
         return nn.Module.load_state_dict(self, state_dict, strict=strict)
 
+    def prepare_tables(self, step: float | torch.Tensor) -> None:
+        """Build the entropy tables needed at ``step``, reusing them while nothing changed.
+
+        The Gaussian tables depend only on the fixed scale table; the bottleneck's depend on its
+        parameters and, with a variable-rate hyper latent, on the step.
+        """
+        eb = self.entropy_bottleneck
+        key = (float(step) if self.vr_hyper else None, tuple(p._version for p in eb.parameters()),
+               tuple(p.data_ptr() for p in eb.parameters()))
+        if self.gaussian_conditional._quantized_cdf.numel() == 0:
+            from compressai.models.base import get_scale_table
+
+            self.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
+        if getattr(self, "_tables_key", None) != key or eb._quantized_cdf.numel() == 0:
+            if self.vr_hyper:
+                eb.update_variable(force=True, qs=self.z_step(as_gain(step, self.Gain)).detach())
+            else:
+                eb.update(force=True)
+            self._tables_key = key
+
     @torch.no_grad()
     def compress(self, x: torch.Tensor, step: float | torch.Tensor) -> dict[str, Any]:
         """Entropy-code ``x`` (padded to a multiple of 64) at step ``step``: ``{"strings", "shape"}``."""
         gain = as_gain(step, self.Gain)
-        self.update(force=True, step=step)
+        self.prepare_tables(step)
         y, z = self.analysis(x)
         zq = self.z_step(gain)
         eb = self.entropy_bottleneck
@@ -304,7 +325,7 @@ class VariableRateMixin:
     def decompress(self, strings: list, shape, step: float | torch.Tensor) -> dict[str, torch.Tensor]:
         """Inverse of ``compress`` for the same ``step``."""
         gain = as_gain(step, self.Gain)
-        self.update(force=True, step=step)
+        self.prepare_tables(step)
         eb = self.entropy_bottleneck
         zq = self.z_step(gain)
         if zq is None:
