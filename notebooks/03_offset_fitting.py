@@ -38,7 +38,7 @@ lambdas = [0.0018, 0.0067, 0.025, 0.18]
 init_dir = "outputs/models/posttrain"
 init_variant = "mgda"
 common = {"steps": 150, "batch_size": 8, "crop": 64, "lr": 3e-4, "lr_decay_at": 0.8, "seed": 1, "ckpt_every": 50,
-          "normalization": "l2", "mgda_grads": "params", "train_gains": False}
+          "normalization": "loss+", "mgda_grads": "params", "train_gains": False}
 variants = {"offsets": {"moo": "mgda", "train": "offsets+decoder", "offsets": True},
             "decoder": {"moo": "mgda", "train": "decoder", "offsets": False}}
 between = 1

@@ -27,7 +27,7 @@ lambdas = [0.0018, 0.0067, 0.025, 0.18]
 init_dir = "outputs/models/offsets"
 init_variant = "offsets"
 common = {"steps": 200, "batch_size": 8, "crop": 64, "lr": 3e-4, "lr_decay_at": 0.8, "seed": 2, "ckpt_every": 50,
-          "moo": "mgda", "normalization": "l2", "mgda_grads": "params", "train_gains": False, "offsets": True}
+          "moo": "mgda", "normalization": "loss+", "mgda_grads": "params", "train_gains": False, "offsets": True}
 variants = {"fixed_z": {"vr_hyper": False}, "vr_z": {"vr_hyper": True}}
 between = 1
 device = "auto"

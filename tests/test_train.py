@@ -60,3 +60,50 @@ def test_training_lowers_the_loss(sampler, tmp_path):
     train_single_rate(_cfg(steps=30, ckpt_every=100, lr=3e-3), sampler, tmp_path / "e.pt", progress=False,
                       on_step=lambda s, m: losses.append(m["loss"]))
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_sigkill_mid_training_resumes_from_last_checkpoint(embedded, tmp_path):
+    """A real kill (SIGKILL, no cleanup) of a training process, then a restart that resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ckpt = tmp_path / "k.pt"
+    script = f"""
+import torch
+torch.set_num_threads(1)
+from vrlic.data import CropSampler, list_images
+from vrlic.train import TrainConfig, train_single_rate
+s = CropSampler.from_files(list_images({str(embedded)!r}, ["chelsea"]), crop=64, batch_size=2, seed=3)
+train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, steps=100000, batch_size=2, crop=64,
+                              ckpt_every=3, seed=3), s, {str(ckpt)!r}, progress=False)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.time() + 120
+        step = 0
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if ckpt.exists():
+                try:
+                    step = torch.load(ckpt, weights_only=False)["step"]
+                except Exception:
+                    continue  # never happens with atomic writes, but do not depend on it here
+                if step >= 6:
+                    break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert step >= 6, "training never wrote a checkpoint"
+    killed_at = torch.load(ckpt, weights_only=False)["step"]  # readable: the file is never torn
+    assert killed_at % 3 == 0 and killed_at >= 6
+    s = CropSampler.from_files(list_images(embedded, ["chelsea"]), crop=64, batch_size=2, seed=3)
+    cfg = TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, steps=100000, batch_size=2, crop=64, ckpt_every=3, seed=3)
+    seen = []
+    state = train_single_rate(cfg, s, ckpt, progress=False, stop_after=3, on_step=lambda st, m: seen.append(st))
+    assert seen[0] == killed_at + 1, "the restart did not resume from the last checkpoint"
+    assert state.step == killed_at + 3

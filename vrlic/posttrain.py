@@ -36,7 +36,7 @@ class PostTrainConfig:
     lambdas: list[float]
     steps: int
     moo: str = "mgda"
-    normalization: str = "l2"
+    normalization: str = "loss+"
     mgda_grads: str = "params"  # params | representation (MGDA-UB)
     weights: list[float] | None = None
     train: str = "all"  # all | offsets | decoder (g_s) | offsets+decoder | vr (the variable-rate modules)
