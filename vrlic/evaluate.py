@@ -119,9 +119,3 @@ def results_json(name: str, points: Sequence[dict[str, float]], description: str
     for k, col in (extra or {}).items():
         results[k] = [col[i] for i in order]
     return {"name": name, "description": description, "results": results}
-
-
-def load_results(path: str | os.PathLike) -> dict[str, Any]:
-    import json
-
-    return json.loads(Path(path).read_text())

@@ -34,11 +34,6 @@ def model_from_state_dict(arch: str, state: dict) -> torch.nn.Module:
     return cls.from_state_dict(state)
 
 
-def padding_multiple(model: torch.nn.Module) -> int:
-    """Image sides must be multiples of this (g_a then h_a downsample by 2^6)."""
-    return 64
-
-
 def weights_fingerprint(model: torch.nn.Module) -> str:
     """SHA-256 (hex) of the model's parameters and persistent non-table buffers.
 
