@@ -23,12 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 from vrlic.anchors import base_model_file  # noqa: E402
 from vrlic.codec import encode, encode_to_bpp  # noqa: E402
-from vrlic.data import load_image, resolve_split  # noqa: E402
-from vrlic.evaluate import pad_to_multiple  # noqa: E402
+from vrlic.data import resolve_split  # noqa: E402
+from vrlic.imageio import load_image, pad_to_multiple  # noqa: E402
 from vrlic.interop import load_into_compressai  # noqa: E402
 from vrlic.models import load_model  # noqa: E402
 from vrlic.params import load_params, stage_params  # noqa: E402
-from vrlic.vbr import from_single_rate  # noqa: E402
+from vrlic.interop import from_single_rate  # noqa: E402
 
 
 def pick_model(arch: str, lambdas):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vrlic.cli import main
-from vrlic.data import list_images, load_image, save_image
+from vrlic.imageio import list_images, load_image, save_image
 from vrlic.models import save_model
 from vrlic.vbr import build_vr_model
 

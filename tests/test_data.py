@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from vrlic.data import CropSampler, fetch_embedded, list_images, load_image, resolve_split, save_image, verify_manifest
+from vrlic.data import CropSampler, fetch_embedded, resolve_split, verify_manifest
+from vrlic.imageio import list_images, load_image, save_image
 
 
 def test_fetch_is_deterministic_and_manifest_matches(tmp_path):

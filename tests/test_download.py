@@ -102,7 +102,13 @@ def test_zoo_download_and_load_from_local_server(server, tmp_path, monkeypatch):
     torch.save(model.state_dict(), served / "tmp.pth.tar")
     h8 = hashlib.sha256((served / "tmp.pth.tar").read_bytes()).hexdigest()[:8]
     (served / "tmp.pth.tar").rename(served / f"bmshj2018-hyperprior-1-{h8}.pth.tar")
-    monkeypatch.setitem(zoo.ZOO_HASH8, "bmshj2018-hyperprior", [h8] + zoo.ZOO_HASH8["bmshj2018-hyperprior"][1:])
+    import dataclasses
+
+    from vrlic import architectures
+
+    entry = architectures.get("bmshj2018-hyperprior")
+    monkeypatch.setitem(architectures.ARCHITECTURES, entry.name,
+                        dataclasses.replace(entry, zoo_hash8=(h8, *entry.zoo_hash8[1:])))
     loaded = zoo.load_zoo_model("bmshj2018-hyperprior", 1, cache=tmp_path / "c", base_url=url)
     for k, v in model.state_dict().items():
         if "_cdf" not in k and "_offset" not in k and "_quantized_cdf" not in k:

@@ -3,8 +3,10 @@ import json
 import pytest
 import torch
 
-from vrlic.evaluate import crop_padding, image_metrics, measure_image, pad_to_multiple, results_json
-from vrlic.models import ARCHITECTURES, build_model, load_model, save_model
+from vrlic.evaluate import image_metrics, measure_image, results_json
+from vrlic.imageio import crop_padding, pad_to_multiple
+from vrlic.architectures import ARCHITECTURES
+from vrlic.models import build_model, load_model, save_model
 
 
 @pytest.mark.parametrize("h,w", [(64, 64), (65, 100), (300, 451)])

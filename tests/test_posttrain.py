@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from vrlic.data import CropSampler, list_images
+from vrlic.data import CropSampler
+from vrlic.imageio import list_images
 from vrlic.models import build_model
 from vrlic.posttrain import PostTrainConfig, objectives, posttrain, trained_parameters
-from vrlic.vbr import from_single_rate
+from vrlic.interop import from_single_rate
 
 LAMBDAS = [0.0067, 0.05, 0.18]
 
@@ -33,11 +34,11 @@ def _losses(model, x):
 
 
 @pytest.mark.parametrize("grads", ["params", "representation"])
-def test_mgda_steps_decrease_every_objective(sampler, tmp_path, grads):
+def test_mgda_iterations_decrease_every_objective(sampler, tmp_path, grads):
     model = from_single_rate(_base(), "mbt2018-mean", lambdas=LAMBDAS, vr_hyper=False, offsets=False)
     x = sampler.batch(0)
     before = _losses(model, x)
-    cfg = PostTrainConfig("mbt2018-mean", LAMBDAS, steps=5, moo="mgda", mgda_grads=grads, lr=1e-3,
+    cfg = PostTrainConfig("mbt2018-mean", LAMBDAS, iters=5, moo="mgda", mgda_grads=grads, lr=1e-3,
                           normalization="loss+", ckpt_every=100)
     state = posttrain(model, cfg, sampler, tmp_path / "p.pt", progress=False)
     after = _losses(state.model, x)
@@ -48,11 +49,11 @@ def test_mgda_steps_decrease_every_objective(sampler, tmp_path, grads):
 def test_baselines_run_through_the_same_loop(sampler, tmp_path, moo):
     model = from_single_rate(_base(), "mbt2018-mean", lambdas=LAMBDAS, vr_hyper=True, offsets=True, train_gains=True)
     g0 = model.Gain.detach().clone()
-    cfg = PostTrainConfig("mbt2018-mean", LAMBDAS, steps=3, moo=moo, lr=1e-3, train_gains=True, offsets=True,
+    cfg = PostTrainConfig("mbt2018-mean", LAMBDAS, iters=3, moo=moo, lr=1e-3, train_gains=True, offsets=True,
                           vr_hyper=True, ckpt_every=100)
     log = []
     state = posttrain(model, cfg, sampler, tmp_path / "p.pt", progress=False)
-    assert state.step == 3
+    assert state.iter == 3
     assert not torch.equal(g0, state.model.Gain.detach()), "train_gains: the step table should move"
 
 
@@ -63,4 +64,4 @@ def test_trained_parameter_selection():
     assert "Gain" not in [n for n, _ in trained_parameters(model, "all")]  # fixed table by default
     assert not any(n.endswith("quantiles") for n, _ in trained_parameters(model, "all"))
     with pytest.raises(ValueError):
-        PostTrainConfig("mbt2018-mean", LAMBDAS, steps=1, moo="nsga2")
+        PostTrainConfig("mbt2018-mean", LAMBDAS, iters=1, moo="nsga2")

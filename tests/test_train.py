@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from vrlic.data import CropSampler, list_images
+from vrlic.data import CropSampler
+from vrlic.imageio import list_images
 from vrlic.train import TrainConfig, rd_loss, train_single_rate
 
 
 def _cfg(**kw):
-    base = dict(arch="bmshj2018-hyperprior", N=8, M=8, lmbda=0.01, steps=6, batch_size=2, crop=64,
+    base = dict(arch="bmshj2018-hyperprior", N=8, M=8, lmbda=0.01, iters=6, batch_size=2, crop=64,
                 lr=1e-3, ckpt_every=2, seed=3)
     base.update(kw)
     return TrainConfig(**base)
@@ -28,13 +29,13 @@ def test_rd_loss_matches_compressai_convention():
 
 def test_killed_run_resumes_to_the_same_weights(sampler, tmp_path):
     straight = train_single_rate(_cfg(), sampler, tmp_path / "a.pt", progress=False)
-    # "kill" after 3 steps (the last checkpoint is at step 2), then run again
+    # "kill" after 3 iterations (the last checkpoint is at iteration 2), then run again
     first = train_single_rate(_cfg(), sampler, tmp_path / "b.pt", progress=False, stop_after=3)
-    assert first.step == 3
+    assert first.iter == 3
     ckpt = torch.load(tmp_path / "b.pt", weights_only=False)
-    assert ckpt["step"] == 2
+    assert ckpt["iter"] == 2
     resumed = train_single_rate(_cfg(), sampler, tmp_path / "b.pt", progress=False)
-    assert resumed.step == 6
+    assert resumed.iter == 6
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
@@ -42,23 +43,23 @@ def test_killed_run_resumes_to_the_same_weights(sampler, tmp_path):
 
 
 def test_other_configuration_does_not_resume(sampler, tmp_path, capsys):
-    train_single_rate(_cfg(steps=2), sampler, tmp_path / "c.pt", progress=False)
-    state = train_single_rate(_cfg(steps=2, lmbda=0.02), sampler, tmp_path / "c.pt", progress=False)
+    train_single_rate(_cfg(iters=2), sampler, tmp_path / "c.pt", progress=False)
+    state = train_single_rate(_cfg(iters=2, lmbda=0.02), sampler, tmp_path / "c.pt", progress=False)
     assert "another configuration" in capsys.readouterr().out
-    assert state.step == 2
+    assert state.iter == 2
 
 
 def test_corrupt_checkpoint_is_ignored_with_a_warning(sampler, tmp_path, capsys):
     (tmp_path / "d.pt").write_bytes(b"garbage")
-    state = train_single_rate(_cfg(steps=1), sampler, tmp_path / "d.pt", progress=False)
+    state = train_single_rate(_cfg(iters=1), sampler, tmp_path / "d.pt", progress=False)
     assert "unreadable checkpoint" in capsys.readouterr().out
-    assert state.step == 1
+    assert state.iter == 1
 
 
 def test_training_lowers_the_loss(sampler, tmp_path):
     losses = []
-    train_single_rate(_cfg(steps=30, ckpt_every=100, lr=3e-3), sampler, tmp_path / "e.pt", progress=False,
-                      on_step=lambda s, m: losses.append(m["loss"]))
+    train_single_rate(_cfg(iters=30, ckpt_every=100, lr=3e-3), sampler, tmp_path / "e.pt", progress=False,
+                      on_iter=lambda s, m: losses.append(m["loss"]))
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 
 
@@ -74,10 +75,11 @@ def test_sigkill_mid_training_resumes_from_last_checkpoint(embedded, tmp_path):
     script = f"""
 import torch
 torch.set_num_threads(1)
-from vrlic.data import CropSampler, list_images
+from vrlic.data import CropSampler
+from vrlic.imageio import list_images
 from vrlic.train import TrainConfig, train_single_rate
 s = CropSampler.from_files(list_images({str(embedded)!r}, ["chelsea"]), crop=64, batch_size=2, seed=3)
-train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, steps=100000, batch_size=2, crop=64,
+train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, iters=100000, batch_size=2, crop=64,
                               ckpt_every=3, seed=3), s, {str(ckpt)!r}, progress=False)
 """
     proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -88,7 +90,7 @@ train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, steps=100000, 
             time.sleep(0.5)
             if ckpt.exists():
                 try:
-                    step = torch.load(ckpt, weights_only=False)["step"]
+                    step = torch.load(ckpt, weights_only=False)["iter"]
                 except Exception:
                     continue  # never happens with atomic writes, but do not depend on it here
                 if step >= 6:
@@ -99,11 +101,11 @@ train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, steps=100000, 
         if proc.poll() is None:
             proc.kill()
     assert step >= 6, "training never wrote a checkpoint"
-    killed_at = torch.load(ckpt, weights_only=False)["step"]  # readable: the file is never torn
+    killed_at = torch.load(ckpt, weights_only=False)["iter"]  # readable: the file is never torn
     assert killed_at % 3 == 0 and killed_at >= 6
     s = CropSampler.from_files(list_images(embedded, ["chelsea"]), crop=64, batch_size=2, seed=3)
-    cfg = TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, steps=100000, batch_size=2, crop=64, ckpt_every=3, seed=3)
+    cfg = TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, iters=100000, batch_size=2, crop=64, ckpt_every=3, seed=3)
     seen = []
-    state = train_single_rate(cfg, s, ckpt, progress=False, stop_after=3, on_step=lambda st, m: seen.append(st))
+    state = train_single_rate(cfg, s, ckpt, progress=False, stop_after=3, on_iter=lambda st, m: seen.append(st))
     assert seen[0] == killed_at + 1, "the restart did not resume from the last checkpoint"
-    assert state.step == killed_at + 3
+    assert state.iter == killed_at + 3

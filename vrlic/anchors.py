@@ -42,7 +42,7 @@ def base_model_file(out_dir: str | os.PathLike, arch: str, lambdas: Sequence[flo
 
 def train_config(p: dict[str, Any], arch: str, lmbda: float) -> TrainConfig:
     return TrainConfig(
-        arch=arch, N=p["N"], M=p["M"], lmbda=lmbda, steps=p["steps"], batch_size=p["batch_size"],
+        arch=arch, N=p["N"], M=p["M"], lmbda=lmbda, iters=p["iters"], batch_size=p["batch_size"],
         crop=p["crop"], lr=p["lr"], lr_decay_at=p.get("lr_decay_at", 0.8), aux_lr=p.get("aux_lr", 1e-3),
         clip_max_norm=p.get("clip_max_norm", 1.0), seed=p.get("seed", 0), ckpt_every=p.get("ckpt_every", 100),
     )

@@ -21,13 +21,13 @@ def _load_vr(path: str):
     model, meta = load_model(path)
     if meta.get("kind") != "variable-rate":
         raise SystemExit(f"error: {path} is a single-rate model; encode/decode need a variable-rate model "
-                         "(post-trained, or wrapped with vrlic.vbr.from_single_rate)")
+                         "(post-trained, or wrapped with vrlic.interop.from_single_rate)")
     return model, meta
 
 
 def cmd_encode(a) -> int:
     from .codec import encode, encode_to_bpp
-    from .data import load_image
+    from .imageio import load_image
 
     model, _ = _load_vr(a.model)
     x = load_image(a.image)
@@ -63,7 +63,7 @@ def _find_model(fp16: bytes, search: Sequence[Path]):
 
 def cmd_decode(a) -> int:
     from .codec import CodecError, decode, read_header
-    from .data import save_image
+    from .imageio import save_image
     from .paths import project_root
 
     data = Path(a.file).read_bytes()
@@ -91,7 +91,7 @@ def cmd_eval(a) -> int:
     import math
 
     from .atomic import write_json
-    from .data import list_images
+    from .imageio import list_images
     from .evaluate import measure_rd_curve, measure_rd_point, results_json
     from .models import load_model
 

@@ -19,12 +19,12 @@ from typing import Callable
 
 import torch
 
-from .evaluate import crop_padding, pad_to_multiple
+from . import architectures
+from .imageio import crop_padding, pad_to_multiple
 from .models import weights_fingerprint
 
 MAGIC = b"VRLC"
 VERSION = 1
-ARCH_IDS = {"bmshj2018-hyperprior": 0, "mbt2018-mean": 1, "mbt2018": 2}
 _HEAD = struct.Struct(">4sBBBdII16sII")
 _CRC = struct.Struct(">I")
 
@@ -45,16 +45,12 @@ class Header:
 
 
 def arch_of(model) -> str:
-    for arch, cls in _vr_classes().items():
-        if type(model) is cls:
-            return arch
-    raise TypeError(f"{type(model).__name__} is not a vrlic variable-rate model")
+    """The architecture name of a variable-rate model."""
+    from .vbr import VariableRateMixin
 
-
-def _vr_classes():
-    from .vbr import VR_ARCHITECTURES
-
-    return VR_ARCHITECTURES
+    if not isinstance(model, VariableRateMixin):
+        raise TypeError(f"{type(model).__name__} is not a vrlic variable-rate model")
+    return architectures.of_model(model).name
 
 
 def _fingerprint16(model) -> bytes:
@@ -81,7 +77,7 @@ def encode(model, x: torch.Tensor, step: float) -> bytes:
     xp, _ = pad_to_multiple(x.unsqueeze(0).to(device))
     enc = model.compress(xp, step)
     (y,), (z,) = enc["strings"]
-    head = _HEAD.pack(MAGIC, VERSION, ARCH_IDS[arch_of(model)], int(model.offsets) | int(model.vr_hyper) << 1,
+    head = _HEAD.pack(MAGIC, VERSION, architectures.get(arch_of(model)).format_id, int(model.offsets) | int(model.vr_hyper) << 1,
                       float(step), h, w, _fingerprint16(model), len(z), len(y))
     body = head + z + y
     return body + _CRC.pack(zlib.crc32(body))
@@ -102,12 +98,13 @@ def read_header(data: bytes) -> Header:
     (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
     if crc != zlib.crc32(data[: -_CRC.size]):
         raise CodecError("file corrupted: checksum mismatch")
-    archs = {v: k for k, v in ARCH_IDS.items()}
-    if arch_id not in archs:
-        raise CodecError(f"unknown architecture id {arch_id}")
+    try:
+        arch = architectures.by_format_id(arch_id).name
+    except KeyError:
+        raise CodecError(f"unknown architecture id {arch_id}") from None
     if not (math.isfinite(step) and step > 0) or h == 0 or w == 0:
         raise CodecError("invalid header values")
-    return Header(archs[arch_id], bool(flags & 1), bool(flags & 2), step, h, w, fp)
+    return Header(arch, bool(flags & 1), bool(flags & 2), step, h, w, fp)
 
 
 @torch.no_grad()

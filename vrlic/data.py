@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_path, write_json
+from .download import sha256_file
+from .imageio import list_images, load_image
 
 MANIFEST = "manifest.json"
 
@@ -63,15 +65,6 @@ EMBEDDED_SOURCES: dict[str, tuple[str, Callable[[], Path]]] = {
     "flower": ("scikit-learn", _sklearn_file("flower.jpg")),
     "grace_hopper": ("matplotlib", _matplotlib_file("grace_hopper.jpg")),
 }
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch_embedded(dest: str | os.PathLike, names: Sequence[str] | None = None) -> Path:
@@ -126,43 +119,6 @@ def verify_manifest(folder: str | os.PathLike) -> list[dict]:
         if digest != e["sha256"]:
             raise ValueError(f"{path}: SHA-256 {digest} does not match the manifest ({e['sha256']})")
     return entries
-
-
-def load_image(path: str | os.PathLike) -> torch.Tensor:
-    """Read an 8-bit image as a float tensor (3, H, W) in [0, 1]."""
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable image ({e})") from e
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-def save_image(x: torch.Tensor, path: str | os.PathLike) -> None:
-    """Write a (3, H, W) tensor in [0, 1] as an 8-bit RGB PNG, atomically."""
-    arr = x.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
-
-def list_images(folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
-    """Image files of ``folder`` (sorted), or those named ``names`` (stem or file name)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if names is None:
-        if not files:
-            raise FileNotFoundError(f"no images in {folder}")
-        return files
-    by_name = {p.stem: p for p in files} | {p.name: p for p in files}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise FileNotFoundError(f"images {missing} not found in {folder}")
-    return [by_name[n] for n in names]
 
 
 @dataclass

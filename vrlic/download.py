@@ -18,7 +18,8 @@ class DownloadError(RuntimeError):
     """A download failed or did not match its pinned hash."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -35,7 +36,7 @@ def check_hash(path: str | os.PathLike, pin: str) -> None:
     """Raise DownloadError unless ``path`` matches ``pin``."""
     kind, _, want = pin.partition(":")
     want = want.lower()
-    got = _sha256(Path(path))
+    got = sha256_file(path)
     if kind == "sha256":
         ok = got == want
     elif kind == "sha256-prefix":

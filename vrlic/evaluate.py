@@ -15,24 +15,9 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 
-from .data import load_image
+from .imageio import crop_padding, load_image, pad_to_multiple
 
 METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
-
-
-def pad_to_multiple(x: torch.Tensor, p: int = 64) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Zero-pad (N, C, H, W) symmetrically so H and W are multiples of ``p`` (CompressAI's eval)."""
-    h, w = x.shape[-2:]
-    new_h, new_w = (h + p - 1) // p * p, (w + p - 1) // p * p
-    left, top = (new_w - w) // 2, (new_h - h) // 2
-    pads = (left, new_w - w - left, top, new_h - h - top)
-    return F.pad(x, pads, mode="constant", value=0), pads
-
-
-def crop_padding(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
-    left, right, top, bottom = pads
-    h, w = x.shape[-2:]
-    return x[..., top : h - bottom, left : w - right]
 
 
 def quantize_8bit(x: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,9 @@ from .data import CropSampler
 from .evaluate import measure_rd_curve, results_json
 from .models import load_model, save_model, weights_fingerprint
 from .posttrain import PostTrainConfig, posttrain, unfreeze
-from .rd import bd_rate
-from .vbr import VariableRateMixin, from_single_rate
+from .bdrate import bd_rate
+from .interop import from_single_rate
+from .vbr import VariableRateMixin
 
 _CONFIG_KEYS = set(PostTrainConfig.__dataclass_fields__)
 
@@ -157,8 +158,8 @@ def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict
         for name, settings in variants.items():
             path, secs = run_variant(arch, name, settings, common, init_for(arch, name), ctx.sampler, ctx.root / out_dir,
                                      ctx.device, log_dir=ctx.root / log_dir)
-            steps = {**common, **settings}["steps"]
-            print(f"{arch:22s} {name:14s} {secs:7.1f} s ({secs / steps:.3f} s/step)")
+            iters = {**common, **settings}["iters"]
+            print(f"{arch:22s} {name:14s} {secs:7.1f} s ({secs / iters:.3f} s/iter)")
             done[(arch, name)] = (path, secs)
     return done
 

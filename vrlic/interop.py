@@ -3,6 +3,8 @@
 * ``from_compressai_vbr``: a state dict of CompressAI's official variable-rate models
   (``compressai.zoo.image_vbr``: bmshj2018-hyperprior-vbr, mbt2018-mean-vbr, mbt2018-vbr) as a
   vrlic model.
+* ``from_single_rate``: a trained single-rate model wrapped as a variable-rate one (the start of
+  post-training).
 * ``to_compressai_vbr``: a vrlic model's state dict that CompressAI's ``ScaleHyperpriorVbr`` /
   ``MeanScaleHyperpriorVbr`` / ``JointAutoregressiveHierarchicalPriorsVbr`` load (their
   ``from_state_dict``), and which decodes to the same reconstruction at the same step size.
@@ -15,16 +17,42 @@ from __future__ import annotations
 
 import torch
 
-from .vbr import PAPER_LAMBDAS, VR_ARCHITECTURES, VariableRateMixin
+import torch.nn as nn
+
+from . import architectures
+from .quantization import PAPER_LAMBDAS
+from .vbr import VariableRateMixin, build_vr_model
 
 _TABLES = ("_quantized_cdf", "_offset", "_cdf_length")
+_EB_LISTS = {"matrices": "_matrix", "biases": "_bias", "factors": "_factor"}
 
 
-def compressai_vbr_class(arch: str):
-    from compressai.models.vbr import JointAutoregressiveHierarchicalPriorsVbr, MeanScaleHyperpriorVbr, ScaleHyperpriorVbr
+def _vbr_key(key: str) -> str:
+    """CompressAI 1.2's EntropyBottleneck names ``matrices.i``; its VBR bottleneck ``_matrix{i}``."""
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "entropy_bottleneck" and parts[1].lstrip("_") in _EB_LISTS:
+        return f"entropy_bottleneck.{_EB_LISTS[parts[1].lstrip('_')]}{parts[2]}"
+    return key
 
-    return {"bmshj2018-hyperprior": ScaleHyperpriorVbr, "mbt2018-mean": MeanScaleHyperpriorVbr,
-            "mbt2018": JointAutoregressiveHierarchicalPriorsVbr}[arch]
+
+def from_single_rate(base: nn.Module, arch: str, **kwargs) -> nn.Module:
+    """Wrap a trained single-rate model: its weights, plus the variable-rate modules at their
+    neutral initialisation (no offset, Δz = 1), so at G = 1 it is the base model."""
+    model = build_vr_model(arch, int(base.N), int(base.M), **kwargs)
+    state = {_vbr_key(k): v for k, v in base.state_dict().items() if not k.endswith(_TABLES + ("scale_table",))}
+    try:
+        missing, unexpected = nn.Module.load_state_dict(model, state, strict=False)
+    except RuntimeError as e:  # size mismatches: another architecture or other N/M
+        raise ValueError(f"base model does not fit a {arch} model (N={base.N}, M={base.M}): it lacks "
+                         f"parameters of the right shapes\n{e}") from None
+    if unexpected:
+        raise ValueError(f"base model has parameters the {arch} variable-rate model lacks: {unexpected[:5]}")
+    allowed = ("Gain", "QuantABCD.", "gayn2zqstep.", "lower_bound_zqstep.", "scale_to_context.",
+               "entropy_bottleneck._", "gaussian_conditional._", "gaussian_conditional.scale_table")
+    bad = [k for k in missing if not k.startswith(allowed)]
+    if bad:
+        raise ValueError(f"base model lacks parameters {bad[:5]}: is it a {arch}?")
+    return model
 
 
 def from_compressai_vbr(state_dict: dict, arch: str) -> torch.nn.Module:
@@ -39,7 +67,7 @@ def from_compressai_vbr(state_dict: dict, arch: str) -> torch.nn.Module:
     vr_hyper = "gayn2zqstep.0.weight" in state
     if state["Gain"].numel() != len(PAPER_LAMBDAS):
         raise ValueError(f"expected {len(PAPER_LAMBDAS)} gains in a CompressAI VBR checkpoint, got {state['Gain'].numel()}")
-    model = VR_ARCHITECTURES[arch](N=N, M=M, lambdas=PAPER_LAMBDAS, vr_hyper=vr_hyper, offsets=True)
+    model = build_vr_model(arch, N, M, lambdas=PAPER_LAMBDAS, vr_hyper=vr_hyper, offsets=True)
     state = {k: v for k, v in state.items() if not k.endswith(_TABLES + ("scale_table",))}
     missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
     missing = [k for k in missing if not k.endswith(_TABLES + ("scale_table",))]
@@ -50,10 +78,9 @@ def from_compressai_vbr(state_dict: dict, arch: str) -> torch.nn.Module:
 
 def to_compressai_vbr(model: VariableRateMixin) -> dict:
     """State dict for CompressAI's VBR class of the same architecture (see module docstring)."""
-    from .codec import arch_of
-
-    arch = arch_of(model)
-    if arch == "mbt2018" and model.vr_hyper:
+    entry = architectures.of_model(model)
+    arch = entry.name
+    if entry.autoregressive and model.vr_hyper:
         raise ValueError("CompressAI's mbt2018-vbr has no variable-rate hyper latent; export a vr_hyper=False model")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for k in list(state):
@@ -63,7 +90,7 @@ def to_compressai_vbr(model: VariableRateMixin) -> dict:
     if list(model.lmbda) != list(PAPER_LAMBDAS):
         steps = torch.tensor([model.step_for_lambda(l) for l in PAPER_LAMBDAS])
         state["Gain"] = (1.0 / steps).to(state["Gain"].dtype)
-    if arch != "mbt2018" and not model.vr_hyper:
+    if not entry.autoregressive and not model.vr_hyper:
         for k in [k for k in state if k.startswith(("gayn2zqstep.", "lower_bound_zqstep."))]:
             del state[k]
     return state
@@ -71,12 +98,10 @@ def to_compressai_vbr(model: VariableRateMixin) -> dict:
 
 def load_into_compressai(model: VariableRateMixin):
     """A CompressAI reference VBR instance carrying ``model``'s weights (eval mode)."""
-    from .codec import arch_of
-
-    arch = arch_of(model)
-    cls = compressai_vbr_class(arch)
+    entry = architectures.of_model(model)
+    cls = entry.compressai_vbr_class
     state = to_compressai_vbr(model)
-    if arch == "mbt2018":
+    if entry.autoregressive:
         ref = cls(int(model.N), int(model.M))
     else:
         ref = cls(int(model.N), int(model.M), vr_entbttlnck=model.vr_hyper)

@@ -1,23 +1,14 @@
-"""The three single-rate CompressAI architectures the paper builds on."""
+"""Model files: building single-rate models, fingerprints, and the self-describing save/load format."""
 from __future__ import annotations
 
 import torch
-from compressai.models import JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior, ScaleHyperprior
 
-ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
-    "bmshj2018-hyperprior": ScaleHyperprior,
-    "mbt2018-mean": MeanScaleHyperprior,
-    "mbt2018": JointAutoregressiveHierarchicalPriors,
-}
+from . import architectures
 
 
 def build_model(arch: str, N: int, M: int) -> torch.nn.Module:
     """A freshly initialised single-rate model."""
-    try:
-        cls = ARCHITECTURES[arch]
-    except KeyError:
-        raise KeyError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
-    return cls(N=N, M=M)
+    return architectures.get(arch).single_rate_class(N=N, M=M)
 
 
 def model_from_state_dict(arch: str, state: dict) -> torch.nn.Module:
@@ -30,8 +21,7 @@ def model_from_state_dict(arch: str, state: dict) -> torch.nn.Module:
     if "state_dict" in state:
         state = state["state_dict"]
     state = load_pretrained(state)
-    cls = ARCHITECTURES[arch]
-    return cls.from_state_dict(state)
+    return architectures.get(arch).single_rate_class.from_state_dict(state)
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:

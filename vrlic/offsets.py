@@ -12,8 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import load_image
-from .evaluate import pad_to_multiple
+from .imageio import load_image, pad_to_multiple
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ The objectives are the per-rate-point losses L_k = bpp_k + λ_k·255²·MSE_k, e
 size Δ_k = 1/G_k. ``moo`` picks how they are combined into one update:
 
 * ``mgda`` — the paper's choice: the min-norm point of the convex hull of the per-objective
-  gradients (``vrlic.moo``), a direction that decreases every objective.
+  gradients (``vrlic.mgda``), a direction that decreases every objective.
   ``mgda_grads: params`` takes the gradients w.r.t. all trained parameters (K backward passes);
   ``mgda_grads: representation`` is MGDA-UB (Sener & Koltun): gradients w.r.t. the shared latent
   y only (K short backward passes through the decoders), then one backward of Σ c_k L_k.
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from . import moo
+from . import mgda
 from .data import CropSampler
 from .train import TrainingState, check_finite, optimizer_step, psnr_from_mse, rd_loss, run_training, split_parameters
 
@@ -34,7 +34,7 @@ class PostTrainConfig:
 
     arch: str
     lambdas: list[float]
-    steps: int
+    iters: int
     moo: str = "mgda"
     normalization: str = "loss+"
     mgda_grads: str = "params"  # params | representation (MGDA-UB)
@@ -60,8 +60,8 @@ class PostTrainConfig:
             raise ValueError(f"moo must be one of {MOO_CHOICES}, got {self.moo!r}")
         if self.mgda_grads not in ("params", "representation"):
             raise ValueError(f"mgda_grads must be params or representation, got {self.mgda_grads!r}")
-        if self.normalization not in moo.NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {moo.NORMALIZATIONS}, got {self.normalization!r}")
+        if self.normalization not in mgda.NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {mgda.NORMALIZATIONS}, got {self.normalization!r}")
         if self.weights is not None and len(self.weights) != len(self.lambdas):
             raise ValueError("weights must have one entry per λ")
 
@@ -70,8 +70,8 @@ class PostTrainConfig:
         d.pop("ckpt_every")
         return d
 
-    def lr_scale(self, step: int) -> float:
-        return 0.1 if step >= int(self.lr_decay_at * self.steps) else 1.0
+    def lr_scale(self, it: int) -> float:
+        return 0.1 if it >= int(self.lr_decay_at * self.iters) else 1.0
 
 
 def trained_parameters(model: torch.nn.Module, which: str) -> list[tuple[str, torch.nn.Parameter]]:
@@ -121,22 +121,22 @@ def _flat_grads(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.T
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
 
-def posttrain_step(state: TrainingState, cfg: PostTrainConfig, x: torch.Tensor, step: int) -> dict[str, float]:
-    """One post-training step; returns per-objective losses, bpp, PSNR and the weights used."""
+def posttrain_iteration(state: TrainingState, cfg: PostTrainConfig, x: torch.Tensor, it: int) -> dict[str, float]:
+    """One post-training iteration; returns per-objective losses, bpp, PSNR and the weights used."""
     model = state.model
     model.train()
     for g in state.opt.param_groups:
-        g["lr"] = g["base_lr"] * cfg.lr_scale(step)
+        g["lr"] = g["base_lr"] * cfg.lr_scale(it)
     state.opt.zero_grad(set_to_none=True)
     state.aux_opt.zero_grad(set_to_none=True)
     K = len(cfg.lambdas)
     if cfg.moo == "random":
-        levels = [_random.Random(cfg.seed * 7919 + step).randrange(K)]
+        levels = [_random.Random(cfg.seed * 7919 + it).randrange(K)]
     else:
         levels = list(range(K))
     losses, y = objectives(model, x, levels, cfg.lambdas)
     L = torch.stack([l["loss"] for l in losses])
-    check_finite(L.sum(), f"{cfg.arch} post-training", step)
+    check_finite(L.sum(), f"{cfg.arch} post-training", it)
     weights = torch.ones(len(levels))
     if cfg.moo == "weighted_sum":
         w = torch.tensor(cfg.weights if cfg.weights is not None else [1.0] * K, dtype=L.dtype)
@@ -150,14 +150,14 @@ def posttrain_step(state: TrainingState, cfg: PostTrainConfig, x: torch.Tensor, 
             grads = torch.stack([_flat_grads(l, params) for l in L])
         else:
             grads = torch.stack([torch.autograd.grad(l, y, retain_graph=True)[0].reshape(-1) for l in L])
-        alpha = moo.mgda_weights(grads, L.detach(), cfg.normalization)
-        coef = moo.weights_for_raw_gradients(alpha, grads, L.detach(), cfg.normalization)
+        alpha = mgda.mgda_weights(grads, L.detach(), cfg.normalization)
+        coef = mgda.weights_for_raw_gradients(alpha, grads, L.detach(), cfg.normalization)
         # Scale so that the coefficients sum to one: the step size stays comparable to the
         # weighted sum (Adam is nearly scale-free, but clipping is not).
         coef = coef / coef.sum().clamp_min(1e-12)
         weights = alpha.detach().cpu()
         if cfg.mgda_grads == "params":
-            direction = moo.combine(grads, coef.to(grads.dtype))
+            direction = mgda.combine(grads, coef.to(grads.dtype))
             offset = 0
             for p in params:
                 n = p.numel()
@@ -180,11 +180,11 @@ def posttrain_step(state: TrainingState, cfg: PostTrainConfig, x: torch.Tensor, 
 def posttrain(model: torch.nn.Module, cfg: PostTrainConfig, sampler: CropSampler, ckpt_path: str | os.PathLike,
               device: torch.device | str = "cpu", log_dir: str | os.PathLike | None = None, progress: bool = True,
               stop_after: int | None = None, log_every: int = 10) -> TrainingState:
-    """Post-train ``model`` (a variable-rate model) to ``cfg.steps``; resumable like stage 01."""
+    """Post-train ``model`` (a variable-rate model) to ``cfg.iters``; resumable like stage 01."""
     device = torch.device(device)
     model = model.to(device)
     state = make_state(model, cfg)
-    return run_training(state, cfg.steps, lambda st, step: posttrain_step(st, cfg, sampler.batch(step).to(device), step),
+    return run_training(state, cfg.iters, lambda st, it: posttrain_iteration(st, cfg, sampler.batch(it).to(device), it),
                         ckpt_path, cfg.ckpt_every, cfg.seed, f"{cfg.arch} {cfg.moo}", log_dir=log_dir,
                         log_every=log_every, progress=progress, stop_after=stop_after)
 

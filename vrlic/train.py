@@ -2,7 +2,7 @@
 
 Loss (CompressAI convention): L = bpp + λ·255²·MSE, with the entropy bottleneck's quantiles
 trained by their own auxiliary loss and optimiser. Training state is checkpointed atomically
-every ``ckpt_every`` steps; a run restarted with the same configuration resumes where the last
+every ``ckpt_every`` iterations; a run restarted with the same configuration resumes where the last
 checkpoint left it, and replays exactly the same batches (see ``CropSampler``).
 """
 from __future__ import annotations
@@ -29,11 +29,11 @@ class TrainConfig:
     N: int
     M: int
     lmbda: float
-    steps: int
+    iters: int
     batch_size: int = 8
     crop: int = 128
     lr: float = 1e-4
-    lr_decay_at: float = 0.8  # fraction of the steps after which lr drops 10×
+    lr_decay_at: float = 0.8  # fraction of the iterations after which lr drops 10×
     aux_lr: float = 1e-3
     clip_max_norm: float = 1.0
     seed: int = 0
@@ -45,8 +45,8 @@ class TrainConfig:
         d.pop("ckpt_every")  # how often we save does not change the result
         return d
 
-    def lr_at(self, step: int) -> float:
-        return self.lr * (0.1 if step >= math.floor(self.lr_decay_at * self.steps) else 1.0)
+    def lr_at(self, it: int) -> float:
+        return self.lr * (0.1 if it >= math.floor(self.lr_decay_at * self.iters) else 1.0)
 
 
 def rd_loss(out: dict[str, Any], x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
@@ -73,7 +73,7 @@ def split_parameters(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], 
 
 
 class TrainingState:
-    """Model + optimisers + step, saved and restored as one atomic checkpoint.
+    """Model + optimisers + iteration count, saved and restored as one atomic checkpoint.
 
     ``fingerprint`` is everything that determines the run: a checkpoint resumes only a run with
     the same fingerprint.
@@ -85,7 +85,7 @@ class TrainingState:
         self.model = model
         self.opt = opt
         self.aux_opt = aux_opt
-        self.step = 0
+        self.iter = 0
         self.seconds = 0.0
 
     @classmethod
@@ -98,7 +98,7 @@ class TrainingState:
     def state_dict(self) -> dict[str, Any]:
         return {
             "config": self.fingerprint,
-            "step": self.step,
+            "iter": self.iter,
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
             "aux_opt": self.aux_opt.state_dict(),
@@ -123,13 +123,13 @@ class TrainingState:
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["opt"])
         self.aux_opt.load_state_dict(ckpt["aux_opt"])
-        self.step = int(ckpt["step"])
+        self.iter = int(ckpt["iter"])
         return True
 
 
-def check_finite(loss: torch.Tensor, what: str, step: int) -> None:
+def check_finite(loss: torch.Tensor, what: str, it: int) -> None:
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"{what}: loss is {float(loss)} at step {step}; training diverged "
+        raise FloatingPointError(f"{what}: loss is {float(loss)} at iteration {it}; training diverged "
                                  "(lower the learning rate or clip_max_norm)")
 
 
@@ -145,15 +145,15 @@ def optimizer_step(state: TrainingState, clip_max_norm: float) -> float:
     return float(aux.detach())
 
 
-def train_step(state: TrainingState, cfg: TrainConfig, x: torch.Tensor) -> dict[str, float]:
-    """One single-rate optimisation step on batch ``x``; returns loss, bpp, mse, psnr, aux."""
+def train_iteration(state: TrainingState, cfg: TrainConfig, x: torch.Tensor) -> dict[str, float]:
+    """One single-rate optimisation iteration on batch ``x``; returns loss, bpp, mse, psnr, aux."""
     for g in state.opt.param_groups:
-        g["lr"] = cfg.lr_at(state.step)
+        g["lr"] = cfg.lr_at(state.iter)
     state.model.train()
     state.opt.zero_grad(set_to_none=True)
     state.aux_opt.zero_grad(set_to_none=True)
     losses = rd_loss(state.model(x), x, cfg.lmbda)
-    check_finite(losses["loss"], f"{cfg.arch} λ={cfg.lmbda:g}", state.step)
+    check_finite(losses["loss"], f"{cfg.arch} λ={cfg.lmbda:g}", state.iter)
     losses["loss"].backward()
     aux = optimizer_step(state, cfg.clip_max_norm)
     mse = float(losses["mse"].detach())
@@ -163,8 +163,8 @@ def train_step(state: TrainingState, cfg: TrainConfig, x: torch.Tensor) -> dict[
 
 def run_training(
     state: TrainingState,
-    total_steps: int,
-    step_fn: Callable[[TrainingState, int], dict[str, float]],
+    total_iters: int,
+    iter_fn: Callable[[TrainingState, int], dict[str, float]],
     ckpt_path: str | os.PathLike,
     ckpt_every: int,
     seed: int,
@@ -173,41 +173,41 @@ def run_training(
     log_every: int = 10,
     progress: bool = True,
     stop_after: int | None = None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    on_iter: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainingState:
-    """The loop every stage trains with: resume, step, log (dvclive), checkpoint atomically.
+    """The loop every stage trains with: resume, iterate, log (dvclive), checkpoint atomically.
 
-    ``step_fn(state, step)`` performs one optimisation step and returns its metrics.
-    ``stop_after`` ends the call after that many steps of *this* call (used to test resume).
+    ``iter_fn(state, it)`` performs one optimisation iteration and returns its metrics.
+    ``stop_after`` ends the call after that many iterations of *this* call (used to test resume).
     """
     from tqdm.auto import tqdm
 
     resumed = state.try_resume(ckpt_path)
-    live = _open_live(log_dir, resumed and state.step > 0)
-    start = state.step
-    bar = tqdm(total=total_steps, initial=start, disable=not progress, desc=desc, leave=False, mininterval=1.0)
+    live = _open_live(log_dir, resumed and state.iter > 0)
+    start = state.iter
+    bar = tqdm(total=total_iters, initial=start, disable=not progress, desc=desc, leave=False, mininterval=1.0)
     t0 = time.perf_counter()
     try:
-        while state.step < total_steps:
-            if stop_after is not None and state.step - start >= stop_after:
+        while state.iter < total_iters:
+            if stop_after is not None and state.iter - start >= stop_after:
                 break
-            # The quantization noise comes from the global RNG: seed it per step so that a
+            # The quantization noise comes from the global RNG: seed it per iteration so that a
             # resumed run draws exactly what the uninterrupted one would have.
-            torch.manual_seed(seed * 1_000_003 + state.step)
-            metrics = step_fn(state, state.step)
-            state.step += 1
+            torch.manual_seed(seed * 1_000_003 + state.iter)
+            metrics = iter_fn(state, state.iter)
+            state.iter += 1
             bar.update(1)
-            if state.step % log_every == 0 or state.step == total_steps:
+            if state.iter % log_every == 0 or state.iter == total_iters:
                 if "bpp" in metrics and "psnr" in metrics:
                     bar.set_postfix(bpp=f"{metrics['bpp']:.3f}", psnr=f"{metrics['psnr']:.2f}")
                 if live is not None:
-                    live.step = state.step
+                    live.step = state.iter
                     for k, v in metrics.items():
                         live.log_metric(f"train/{k}", v)
                     live.next_step()
-            if on_step is not None:
-                on_step(state.step, metrics)
-            if state.step % ckpt_every == 0 or state.step == total_steps:
+            if on_iter is not None:
+                on_iter(state.iter, metrics)
+            if state.iter % ckpt_every == 0 or state.iter == total_iters:
                 state.save(ckpt_path)
     finally:
         bar.close()
@@ -226,14 +226,14 @@ def train_single_rate(
     log_every: int = 10,
     progress: bool = True,
     stop_after: int | None = None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    on_iter: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainingState:
-    """Train (or resume) one single-rate model to ``cfg.steps``; checkpoint atomically to ``ckpt_path``."""
+    """Train (or resume) one single-rate model to ``cfg.iters``; checkpoint atomically to ``ckpt_path``."""
     device = torch.device(device)
     state = TrainingState.single_rate(cfg, device)
-    return run_training(state, cfg.steps, lambda st, step: train_step(st, cfg, sampler.batch(step).to(device)),
+    return run_training(state, cfg.iters, lambda st, it: train_iteration(st, cfg, sampler.batch(it).to(device)),
                         ckpt_path, cfg.ckpt_every, cfg.seed, f"{cfg.arch} λ={cfg.lmbda:g}", log_dir=log_dir,
-                        log_every=log_every, progress=progress, stop_after=stop_after, on_step=on_step)
+                        log_every=log_every, progress=progress, stop_after=stop_after, on_iter=on_iter)
 
 
 def _open_live(log_dir: str | os.PathLike | None, resume: bool):

@@ -10,19 +10,21 @@ from pathlib import Path
 
 import torch
 
+from . import architectures
 from .download import fetch
+from .quantization import PAPER_LAMBDAS
 
 ZOO_URL = "https://compressai.s3.amazonaws.com/models/v1"
 
-# mse models, qualities 1..8 (from CompressAI's published file names)
-ZOO_HASH8: dict[str, list[str]] = {
-    "bmshj2018-hyperprior": ["7eb97409", "93677231", "6d87be32", "de1b779c", "f8b614e1", "1ab9c41e", "3804dcbd", "a583f0cf"],
-    "mbt2018-mean": ["e522738d", "e54a039d", "723404a8", "6dba02a3", "d504e8eb", "a19628ab", "d5d441d1", "8089ae3e"],
-    "mbt2018": ["3f36cd77", "43b70cdd", "22901978", "456e2af9", "b4a046dd", "7052e5ea", "8ba2bf82", "dd0097aa"],
-}
+# The zoo's λ per quality (CompressAI convention, MSE) is the paper's list.
+ZOO_LAMBDAS = PAPER_LAMBDAS
 
-# The zoo's λ per quality (CompressAI convention, MSE).
-ZOO_LAMBDAS = [0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18]
+
+def zoo_hash8(arch: str, quality: int) -> str:
+    """The first 8 hex digits of the SHA-256 of the zoo's mse weights of ``arch`` at ``quality``."""
+    if not 1 <= quality <= 8:
+        raise ValueError(f"quality must be in 1..8, got {quality}")
+    return architectures.get(arch).zoo_hash8[quality - 1]
 
 
 def zoo_channels(quality: int) -> tuple[int, int]:
@@ -33,11 +35,7 @@ def zoo_channels(quality: int) -> tuple[int, int]:
 def zoo_filename(arch: str, quality: int, metric: str = "mse") -> str:
     if metric != "mse":
         raise ValueError("only the mse zoo models are pinned here (the paper uses MSE)")
-    if arch not in ZOO_HASH8:
-        raise KeyError(f"unknown architecture {arch!r}; zoo has {', '.join(ZOO_HASH8)}")
-    if not 1 <= quality <= 8:
-        raise ValueError(f"quality must be in 1..8, got {quality}")
-    return f"{arch}-{quality}-{ZOO_HASH8[arch][quality - 1]}.pth.tar"
+    return f"{arch}-{quality}-{zoo_hash8(arch, quality)}.pth.tar"
 
 
 def zoo_url(arch: str, quality: int, metric: str = "mse", base_url: str = ZOO_URL) -> str:
@@ -48,7 +46,7 @@ def fetch_zoo_weights(arch: str, quality: int, metric: str = "mse", cache: str |
                       base_url: str = ZOO_URL) -> Path:
     """Download (once) and hash-check a zoo weight file; return its path."""
     name = zoo_filename(arch, quality, metric)
-    return fetch(zoo_url(arch, quality, metric, base_url), f"sha256-prefix:{ZOO_HASH8[arch][quality - 1]}", name, cache)
+    return fetch(zoo_url(arch, quality, metric, base_url), f"sha256-prefix:{zoo_hash8(arch, quality)}", name, cache)
 
 
 def load_zoo_model(arch: str, quality: int, metric: str = "mse", cache: str | os.PathLike | None = None,

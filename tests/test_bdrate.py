@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from vrlic.rd import bd_rate
+from vrlic.bdrate import bd_rate
 
 
 def _res(bpp, psnr):
