@@ -17,33 +17,9 @@
 # Loss (CompressAI convention): $L = \mathrm{bpp} + \lambda \cdot 255^2 \cdot \mathrm{MSE}$.
 
 # %% tags=["parameters"]
-# Defaults = the mini profile; the pipeline injects the active profile from params.yaml.
-root = None
-profile = "mini"
-data = {"source": "embedded", "dir": "data/embedded",
-        "train": ["chelsea", "rocket", "motorcycle", "hubble", "grace_hopper", "flower"],
-        "val": ["astronaut", "coffee", "china"]}
-source = "train"
-architectures = ["bmshj2018-hyperprior", "mbt2018-mean"]
-lambdas = [0.0018, 0.0067, 0.025, 0.18]
-qualities = None
-metric = "mse"
-N = 32
-M = 64
-steps = 2500
-batch_size = 8
-crop = 64
-lr = 1e-3
-lr_decay_at = 0.8
-aux_lr = 1e-3
-clip_max_norm = 1.0
-ckpt_every = 100
-seed = 0
-device = "auto"
-out_dir = "outputs/models/base"
-log_dir = "outputs/dvclive/base_models"
-results = "results/anchors.json"
-figure = "results/figures/anchors_rd.png"
+root = None      # where outputs go (default: the project root)
+profile = None   # default: params.yaml's `profile`
+overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
 
 # %%
 from pathlib import Path
@@ -56,15 +32,14 @@ from vrlic.anchors import base_model_file, evaluate_anchors, rd_table, train_anc
 from vrlic.atomic import write_json
 from vrlic.data import CropSampler, resolve_split
 from vrlic.device import pick_device
-from vrlic.paths import project_root
+from vrlic.params import notebook_params
 from vrlic.plots import rd_figure, save_figure
 
-ROOT = Path(root) if root else project_root()
-dev = pick_device(device)
-torch.manual_seed(seed)
-params = dict(N=N, M=M, steps=steps, batch_size=batch_size, crop=crop, lr=lr, lr_decay_at=lr_decay_at,
-              aux_lr=aux_lr, clip_max_norm=clip_max_norm, ckpt_every=ckpt_every, seed=seed)
-train_files, val_files = resolve_split(data, ROOT)
+ROOT, P = notebook_params("base_models", root, profile, overrides)
+profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
+dev = pick_device(P["device"])
+torch.manual_seed(P.get("seed", 0))
+train_files, val_files = resolve_split(P["data"], ROOT)
 print(f"profile {profile} · device {dev} · torch threads {torch.get_num_threads()}")
 print(f"{len(train_files)} training images, {len(val_files)} validation images: "
       + ", ".join(p.stem for p in val_files))
@@ -72,26 +47,26 @@ print(f"{len(train_files)} training images, {len(val_files)} validation images: 
 # %% [markdown]
 # ## Training (or fetching) the models
 #
-# Each (architecture, λ) pair is trained for the same number of steps on random crops (with
+# Each (architecture, λ) pair is trained for the same number of iterations on random crops (with
 # horizontal flips) of the training photographs. Training state is checkpointed atomically every
-# `ckpt_every` steps; re-running the stage after a kill resumes from the last checkpoint and
+# `ckpt_every` iterations; re-running the stage after a kill resumes from the last checkpoint and
 # replays the same batches, so the result does not depend on where it was interrupted. Loss, bpp
-# and PSNR are logged with dvclive under `log_dir`.
+# and PSNR are logged with dvclive under `paths.base_logs`.
 
 # %%
-models_dir = ROOT / out_dir
+models_dir = ROOT / paths["base_models"]
 anchors = []
-if source == "train":
-    sampler = CropSampler.from_files(train_files, crop=crop, batch_size=batch_size, seed=seed)
+if P["source"] == "train":
+    sampler = CropSampler.from_files(train_files, crop=P["crop"], batch_size=P["batch_size"], seed=P["seed"])
     for arch in architectures:
         for lmbda in lambdas:
-            anchors.append(train_anchor(params, arch, lmbda, sampler, models_dir, dev, log_dir=ROOT / log_dir))
-elif source == "zoo":
+            anchors.append(train_anchor(P, arch, lmbda, sampler, models_dir, dev, log_dir=ROOT / paths["base_logs"]))
+elif P["source"] == "zoo":
     for arch in architectures:
-        for q in qualities:
+        for q in P["qualities"]:
             anchors.append(zoo_anchor(arch, q, models_dir))
 else:
-    raise ValueError(f"unknown source {source!r}: train or zoo")
+    raise ValueError(f"unknown source {P['source']!r}: train or zoo")
 print("base models (highest λ):")
 for arch in architectures:
     print(f"  {arch}: {base_model_file(models_dir, arch, [a.lmbda for a in anchors if a.arch == arch])}")
@@ -105,22 +80,21 @@ for arch in architectures:
 
 # %%
 anchor_results = evaluate_anchors(anchors, val_files, dev)
-write_json(ROOT / results, {"profile": profile, "data": [p.stem for p in val_files], "models": anchor_results})
+write_json(ROOT / paths["anchors"], {"profile": profile, "data": [p.stem for p in val_files], "models": anchor_results})
 table = rd_table(anchor_results)
-display(table[["arch", "lmbda", "bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"]]
-        .round({"bpp": 4, "psnr-rgb": 2, "ms-ssim-rgb": 4, "encoding_time": 3, "decoding_time": 3}))
+display(table[["arch", "lmbda", "bpp", "psnr-rgb", "ms-ssim-rgb"]].round({"bpp": 4, "psnr-rgb": 2, "ms-ssim-rgb": 4}))
 
 # %%
 fig = rd_figure(table, hue="arch", title=f"Separately trained anchors ({profile} profile, real bitstreams)")
-save_figure(fig, ROOT / figure)
-display(Image(filename=str(ROOT / figure)))
+figure = save_figure(fig, ROOT / paths["figures"] / "base_models" / "anchors_rd.png")
+display(Image(filename=str(figure)))
 
 # %% [markdown]
 # ## Reading the curves
 #
 # PSNR should rise monotonically with bpp along each architecture's anchors, and mbt2018-mean's
 # mean prediction should sit at or above bmshj2018-hyperprior. At the `mini` scale (small N/M,
-# a few hundred steps on a handful of photographs) the absolute numbers are far below the zoo's
+# a few thousand iterations on a handful of photographs) the absolute numbers are far below the zoo's
 # — what matters for the later stages is that the anchors form a sensible, comparable yardstick
 # and that the base model at the highest λ is the starting point for post-training.
 

@@ -5,7 +5,7 @@
 # wrapped into a variable-rate model — one quantization step Δ_k = 1/G_k per λ_k of the profile —
 # and post-trained so that **one set of weights** serves every λ. The K per-λ losses
 # $L_k = \mathrm{bpp}_k + \lambda_k \cdot 255^2 \cdot \mathrm{MSE}_k$ are treated as the objectives of
-# a multi-objective problem: each step moves along the **MGDA** direction, the min-norm point of the
+# a multi-objective problem: each iteration moves along the **MGDA** direction, the min-norm point of the
 # convex hull of the per-objective gradients, which decreases every objective at once (or shows
 # that the point is Pareto-stationary). The baseline it improves on minimises the plain weighted
 # sum $\sum_k w_k L_k$ with the same budget; `random` (one rate point per batch, as QVRF) is a third.
@@ -28,26 +28,9 @@
 # * offsets and the variable-rate hyper latent are **off** here: stages 03 and 04 add them.
 
 # %% tags=["parameters"]
-root = None
-profile = "mini"
-data = {"source": "embedded", "dir": "data/embedded",
-        "train": ["chelsea", "rocket", "motorcycle", "hubble", "grace_hopper", "flower"],
-        "val": ["astronaut", "coffee", "china"]}
-architectures = ["bmshj2018-hyperprior", "mbt2018-mean"]
-lambdas = [0.0018, 0.0067, 0.025, 0.18]
-common = {"steps": 300, "batch_size": 8, "crop": 64, "lr": 5e-4, "lr_decay_at": 0.8, "seed": 0, "ckpt_every": 50,
-          "normalization": "loss+", "mgda_grads": "params", "train_gains": False}
-variants = {"mgda": {"moo": "mgda"}, "weighted_sum": {"moo": "weighted_sum"}}
-between = 1
-device = "auto"
-base_dir = "outputs/models/base"
-anchors = "results/anchors.json"
-out_dir = "outputs/models/posttrain"
-log_dir = "outputs/dvclive/posttrain"
-results = "results/posttrain.json"
-figure_losses = "results/figures/posttrain_losses.png"
-figure_alpha = "results/figures/posttrain_alpha.png"
-figure_rd = "results/figures/posttrain_rd.png"
+root = None      # where outputs go (default: the project root)
+profile = None   # default: params.yaml's `profile`
+overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
 
 # %%
 from pathlib import Path
@@ -62,41 +45,46 @@ from vrlic.experiments import (bd_table, evaluate_variants, rd_long_table, read_
                                stage_context, with_anchors)
 from vrlic.plots import rd_by_arch, save_figure
 
-ctx = stage_context(root, data, device, common, anchors)
-ROOT = ctx.root
+from vrlic.params import notebook_params
+
+ROOT, P = notebook_params("posttrain", root, profile, overrides)
+profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
+common, variants, figures = P["common"], P["variants"], ROOT / paths["figures"] / "posttrain"
+ctx = stage_context(ROOT, P)
 print(f"profile {profile} · device {ctx.device} · λ {lambdas} · variants {list(variants)}")
 
 # %% [markdown]
 # ## Post-training
 #
-# Every variant starts from the same base model and gets the same number of steps on the same
+# Every variant starts from the same base model and gets the same number of iterations on the same
 # batches. Per-objective losses, bpp, PSNR and the weights given to each objective (α_k for MGDA)
 # are logged with dvclive under `log_dir`; checkpoints are atomic and a killed run resumes.
 
 # %%
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
-                    lambda arch, _: base_model_file(ROOT / base_dir, arch, lambdas), out_dir, log_dir)
+                    lambda arch, _: base_model_file(ROOT / paths["base_models"], arch, lambdas),
+                    paths["posttrain_models"], paths["posttrain_logs"])
 
 # %% [markdown]
 # ## The objectives and the MGDA weights over training
 
 # %%
-logs = pd.concat([read_training_log(ROOT / log_dir / a / n).assign(arch=a, variant=n) for a, n in runs], ignore_index=True)
+logs = pd.concat([read_training_log(ROOT / paths["posttrain_logs"] / a / n).assign(arch=a, variant=n) for a, n in runs], ignore_index=True)
 if not logs.empty:
     losses = logs[logs.metric.str.startswith("loss_")].copy()
     losses["λ"] = losses.metric.str[5:].astype(int).map(lambda k: lambdas[k])
-    g = sns.relplot(data=losses, x="step", y="value", hue="λ", style="variant", col="arch", kind="line",
+    g = sns.relplot(data=losses, x="iter", y="value", hue="λ", style="variant", col="arch", kind="line",
                     height=3.5, aspect=1.3, facet_kws={"sharey": False}, palette="viridis")
     g.set(yscale="log", ylabel="L_k = bpp + λ·255²·MSE")
-    save_figure(g.figure, ROOT / figure_losses)
+    save_figure(g.figure, figures / "losses.png")
     alpha = logs[(logs.metric.str.startswith("weight_")) & (logs.variant == "mgda")].copy()
     alpha["λ"] = alpha.metric.str[7:].astype(int).map(lambda k: lambdas[k])
-    g = sns.relplot(data=alpha, x="step", y="value", hue="λ", col="arch", kind="line", height=3.5, aspect=1.3,
+    g = sns.relplot(data=alpha, x="iter", y="value", hue="λ", col="arch", kind="line", height=3.5, aspect=1.3,
                     palette="viridis")
     g.set(ylabel="MGDA weight α_k")
-    save_figure(g.figure, ROOT / figure_alpha)
-    display(Image(filename=str(ROOT / figure_losses)))
-    display(Image(filename=str(ROOT / figure_alpha)))
+    save_figure(g.figure, figures / "alpha.png")
+    display(Image(filename=str(figures / "losses.png")))
+    display(Image(filename=str(figures / "alpha.png")))
 
 # %% [markdown]
 # ## Rate–distortion with real bitstreams, next to the anchors
@@ -106,21 +94,21 @@ if not logs.empty:
 # separately trained anchors of stage 01 (pchip, overlapping range; negative is better).
 
 # %%
-curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, between=between)
+curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, between=P["between"])
 for (arch, name), (_, secs) in runs.items():
-    curves[arch][name].update(seconds=secs, seconds_per_step=secs / common["steps"])
-write_json(ROOT / results, {"profile": profile, "lambdas": lambdas, "data": [p.stem for p in ctx.val_files],
+    curves[arch][name].update(seconds=secs, seconds_per_iter=secs / common["iters"])
+write_json(ROOT / paths["posttrain"], {"profile": profile, "lambdas": lambdas, "data": [p.stem for p in ctx.val_files],
                             "models": curves})
 display(bd_table(curves).round(3))
-display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors)), ROOT / figure_rd))))
+display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors)), figures / "rd.png"))))
 
 # %% [markdown]
 # ## Reading the results
 #
 # On the mini profile MGDA loses to the plain weighted sum with the same budget. Two reasons we can
 # see: with Adam the *magnitude* of the MGDA direction (small when the objectives conflict) is
-# normalised away, so what is left is a direction biased toward one objective; and 300 steps are
-# too few for the per-step balance to matter. The paper's claim may well need its scale (and its
+# normalised away, so what is left is a direction biased toward one objective; and 300 iterations are
+# too few for the per-iteration balance to matter. The paper's claim may well need its scale (and its
 # unpublished choices); the switches are here to test it on the `paper` profile.
 #
 # The anchors are K separately trained models; the post-trained curves are **one** model each.

@@ -18,58 +18,35 @@
 #    minimise $\mathbb{E}[(|q| - \delta(\sigma_q, G) - |u|)^2]$ over the non-zero bins, whose
 #    minimiser is each bin's centroid (a few seconds, full batch). This is what the figure below
 #    checks against the empirical centroids of the validation latents.
-# 2. **refine** — `common.steps` steps of MGDA post-training of the offset network *together with
+# 2. **refine** — `common.iters` iterations of MGDA post-training of the offset network *together with
 #    the synthesis transform g_s*. We found (mini profile) that the centroid offsets alone, with
 #    a decoder trained on bin centres, *lower* the PSNR — the decoder must learn to expect
 #    shrunken latents — and that the offset network trained through the RD loss alone barely
 #    moves from its neutral start in our budget.
 #
-# The comparison is fair on budget: the `decoder` variant gets the same steps on g_s with offsets
+# The comparison is fair on budget: the `decoder` variant gets the same iterations on g_s with offsets
 # off. "offsets, switched off" is the `offsets` model decoded without offsets (same weights).
 #
 # %% tags=["parameters"]
-root = None
-profile = "mini"
-data = {"source": "embedded", "dir": "data/embedded",
-        "train": ["chelsea", "rocket", "motorcycle", "hubble", "grace_hopper", "flower"],
-        "val": ["astronaut", "coffee", "china"]}
-architectures = ["bmshj2018-hyperprior", "mbt2018-mean"]
-lambdas = [0.0018, 0.0067, 0.025, 0.18]
-init_dir = "outputs/models/posttrain"
-init_variant = "mgda"
-common = {"steps": 150, "batch_size": 8, "crop": 64, "lr": 3e-4, "lr_decay_at": 0.8, "seed": 1, "ckpt_every": 50,
-          "normalization": "loss+", "mgda_grads": "params", "train_gains": False}
-variants = {"offsets": {"moo": "mgda", "train": "offsets+decoder", "offsets": True},
-            "decoder": {"moo": "mgda", "train": "decoder", "offsets": False}}
-between = 1
-device = "auto"
-anchors = "results/anchors.json"
-out_dir = "outputs/models/offsets"
-log_dir = "outputs/dvclive/offsets"
-results = "results/offsets.json"
-figure_offsets = "results/figures/offsets_vs_centroids.png"
-figure_rd = "results/figures/offsets_rd.png"
+root = None      # where outputs go (default: the project root)
+profile = None   # default: params.yaml's `profile`
+overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
 
 # %%
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import seaborn as sns
 from IPython.display import Image, display
 
 from vrlic.atomic import write_json
 from vrlic.experiments import (bd_table, evaluate_variants, rd_long_table, run_variants, stage_context, variant_file,
                                with_anchors)
-import torch
+from vrlic.offsets import agreement, fit_or_reuse, offsets_vs_centroids
+from vrlic.plots import offsets_figure, rd_by_arch
+from vrlic.params import notebook_params
 
-from vrlic.models import load_model, save_model
-from vrlic.offsets import collect, empirical_offsets, fit_to_centroids, learned_offsets
-from vrlic.plots import rd_by_arch, save_figure
-
-ctx = stage_context(root, data, device, common, anchors)
-ROOT = ctx.root
+ROOT, P = notebook_params("offsets", root, profile, overrides)
+profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
+common, variants, figures = P["common"], P["variants"], ROOT / paths["figures"] / "offsets"
+init_dir, init_variant, out_dir = paths["posttrain_models"], P["init_variant"], paths["offsets_models"]
+ctx = stage_context(ROOT, P)
 
 # %% [markdown]
 # ## Fitting the offset network
@@ -77,20 +54,14 @@ ROOT = ctx.root
 # %%
 fits = {}
 for arch in architectures:
-    fitted = ROOT / out_dir / arch / "centroid-fit.pth.tar"
-    start = variant_file(ROOT / init_dir, arch, init_variant)
-    model, meta = load_model(start)
-    if not fitted.exists() or torch.load(fitted, weights_only=False).get("init") != meta["fingerprint"]:
-        model.offsets = True
-        fits[arch] = fit_to_centroids(model, ctx.train_files, sorted(model.steps().tolist()), seed=common["seed"])
-        save_model(model, arch, fitted, init=meta["fingerprint"], fit=fits[arch])
-    else:
-        fits[arch] = torch.load(fitted, weights_only=False)["fit"]
+    fits[arch] = fit_or_reuse(variant_file(ROOT / init_dir, arch, init_variant), ROOT / out_dir / arch / "centroid-fit.pth.tar",
+                              arch, ctx.train_files, seed=common["seed"])
     print(f"{arch}: latent MSE of non-zero bins (steps²) {fits[arch]['zero_offset_mse']:.4f} without offsets, "
           f"{fits[arch]['latent_mse_after']:.4f} after the fit ({fits[arch]['samples']} samples)")
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
                     lambda arch, name: (ROOT / out_dir / arch / "centroid-fit.pth.tar" if variants[name].get("offsets")
-                                        else variant_file(ROOT / init_dir, arch, init_variant)), out_dir, log_dir)
+                                        else variant_file(ROOT / init_dir, arch, init_variant)), out_dir,
+                    paths["offsets_logs"])
 models = {arch: path for (arch, name), (path, _) in runs.items() if name == "offsets"}
 
 # %% [markdown]
@@ -101,62 +72,26 @@ models = {arch: path for (arch, name), (path, _) in runs.items() if name == "off
 # by σ_q (bins with at least 30 elements).
 
 # %%
-frames_l, frames_e = [], []
-for arch, path in models.items():
-    model, _ = load_model(path)
-    steps = sorted(model.steps().tolist())
-    samples = collect(model, ctx.val_files, steps)
-    emp = empirical_offsets(samples).assign(arch=arch)
-    lrn = learned_offsets(model, steps, np.geomspace(0.11, 64, 80)).assign(arch=arch)
-    frames_e.append(emp)
-    frames_l.append(lrn)
-emp, lrn = pd.concat(frames_e), pd.concat(frames_l)
-sns.set_theme(style="whitegrid")
-fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), squeeze=False)
-for ax, arch in zip(axes[0], models):
-    palette = dict(zip(sorted(lrn.step.unique()), sns.color_palette("viridis", lrn.step.nunique())))
-    for step, d in lrn[lrn.arch == arch].groupby("step"):
-        ax.plot(d.sigma_q, d.delta, color=palette[step], label=f"learned, Δ={step:.2f}")
-    for step, d in emp[emp.arch == arch].groupby("step"):
-        ax.scatter(d.sigma_q, d.delta, color=palette[step], marker="o", s=np.clip(d["count"] / 50, 8, 60),
-                   edgecolor="k", linewidth=0.3)
-    ax.set(xscale="log", xlabel="predicted std-dev σ_q (in steps)", ylabel="offset δ toward the mean (steps)",
-           title=f"{arch}: learned (lines) vs empirical centroids (dots)")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.legend(fontsize=7)
-fig.tight_layout()
-save_figure(fig, ROOT / figure_offsets)
-display(Image(filename=str(ROOT / figure_offsets)))
+emp, lrn = offsets_vs_centroids(models, ctx.val_files)
+display(Image(filename=str(offsets_figure(emp, lrn, figures / "offsets_vs_centroids.png"))))
 
 # %%
 # Agreement, weighted by how many latent elements each bin holds
-rows = []
-for arch in models:
-    e = emp[emp.arch == arch]
-    model, _ = load_model(models[arch])
-    pred = []
-    for _, r in e.iterrows():
-        pred.append(float(learned_offsets(model, [r.step], np.array([r.sigma_q])).delta.iloc[0]))
-    e = e.assign(pred=pred)
-    w = e["count"] / e["count"].sum()
-    rows.append({"arch": arch, "weighted_mean_empirical": float((w * e.delta).sum()),
-                 "weighted_mean_learned": float((w * e.pred).sum()),
-                 "weighted_abs_error": float((w * (e.pred - e.delta).abs()).sum())})
-agreement = pd.DataFrame(rows)
-display(agreement.round(4))
+agreement_table = agreement(emp, models)
+display(agreement_table.round(4))
 
 # %% [markdown]
 # ## Rate–distortion: offsets on vs off
 
 # %%
-curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, between)
+curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
 for arch, by in evaluate_variants(ctx, {(arch, "offsets, switched off"): p for arch, p in models.items()},
-                                  between, offsets=False).items():
+                                  P["between"], offsets=False).items():
     curves[arch].update(by)
-write_json(ROOT / results, {"profile": profile, "lambdas": lambdas, "models": curves, "fit": fits,
-                            "agreement": agreement.to_dict(orient="records")})
+write_json(ROOT / paths["offsets"], {"profile": profile, "lambdas": lambdas, "models": curves, "fit": fits,
+                            "agreement": agreement_table.to_dict(orient="records")})
 display(bd_table(curves).round(3))
-display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors)), ROOT / figure_rd))))
+display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors)), figures / "rd.png"))))
 
 # %% [markdown]
 # The offsets change no bit of the stream (except for mbt2018, whose context model sees the

@@ -17,30 +17,9 @@
 # anchors.
 
 # %% tags=["parameters"]
-root = None
-profile = "mini"
-data = {"source": "embedded", "dir": "data/embedded",
-        "train": ["chelsea", "rocket", "motorcycle", "hubble", "grace_hopper", "flower"],
-        "val": ["astronaut", "coffee", "china"]}
-architectures = ["bmshj2018-hyperprior", "mbt2018-mean"]
-lambdas = [0.0018, 0.0067, 0.025, 0.18]
-init_dir = "outputs/models/offsets"
-init_variant = "offsets"
-common = {"steps": 200, "batch_size": 8, "crop": 64, "lr": 3e-4, "lr_decay_at": 0.8, "seed": 2, "ckpt_every": 50,
-          "moo": "mgda", "normalization": "loss+", "mgda_grads": "params", "train_gains": False, "offsets": True}
-variants = {"fixed_z": {"vr_hyper": False}, "vr_z": {"vr_hyper": True}}
-between = 1
-device = "auto"
-anchors = "results/anchors.json"
-posttrain_results = "results/posttrain.json"
-offsets_results = "results/offsets.json"
-out_dir = "outputs/models/hyperlatent"
-log_dir = "outputs/dvclive/hyperlatent"
-results = "results/hyperlatent.json"
-ablation_json = "results/ablation.json"
-ablation_csv = "results/ablation.csv"
-figure_rd = "results/figures/hyperlatent_rd.png"
-figure_share = "results/figures/hyperlatent_share.png"
+root = None      # where outputs go (default: the project root)
+profile = None   # default: params.yaml's `profile`
+overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
 
 # %%
 import json
@@ -56,15 +35,20 @@ from vrlic.experiments import (ablation_rows, bd_table, evaluate_variants, rd_lo
                                variant_file, with_anchors)
 from vrlic.plots import rd_by_arch, save_figure
 
-ctx = stage_context(root, data, device, common, anchors)
-ROOT = ctx.root
+from vrlic.params import notebook_params
+
+ROOT, P = notebook_params("hyperlatent", root, profile, overrides)
+profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
+common, variants, figures = P["common"], P["variants"], ROOT / paths["figures"] / "hyperlatent"
+ctx = stage_context(ROOT, P)
 
 # %% [markdown]
 # ## Post-training both arms
 
 # %%
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
-                    lambda arch, _: variant_file(ROOT / init_dir, arch, init_variant), out_dir, log_dir)
+                    lambda arch, _: variant_file(ROOT / paths["offsets_models"], arch, P["init_variant"]),
+                    paths["hyperlatent_models"], paths["hyperlatent_logs"])
 
 # %% [markdown]
 # ## Rate–distortion and the hyper latent's share of the bitstream
@@ -72,11 +56,11 @@ runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas}
 # The share is measured from the real bitstreams: bytes of the z string over all bytes.
 
 # %%
-curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, between)
+curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
 out = {"profile": profile, "lambdas": lambdas, "models": curves}
 table = rd_long_table(with_anchors(curves, ctx.anchors))
 display(bd_table(curves).round(3))
-display(Image(filename=str(rd_by_arch(table, ROOT / figure_rd))))
+display(Image(filename=str(rd_by_arch(table, figures / "rd.png"))))
 
 # %%
 share = table[table.curve.isin(list(variants))].copy()
@@ -86,8 +70,8 @@ sns.lineplot(data=share.sort_values("bpp"), x="bpp", y="z share (%)", hue="arch"
              sort=False, estimator=None, ax=ax)
 ax.set(xlabel="bits per pixel", title="hyper latent's share of the bitstream")
 fig.tight_layout()
-save_figure(fig, ROOT / figure_share)
-display(Image(filename=str(ROOT / figure_share)))
+save_figure(fig, figures / "z_share.png")
+display(Image(filename=str(figures / "z_share.png")))
 
 
 def low_mid_high(g):
@@ -108,12 +92,12 @@ display(share_table)
 # separately trained anchors at the trained step sizes (PSNR and MS-SSIM, pchip).
 
 # %%
-rows = ablation_rows({"posttrain": json.loads((ROOT / posttrain_results).read_text())["models"],
-                     "offsets": json.loads((ROOT / offsets_results).read_text())["models"],
+rows = ablation_rows({"posttrain": json.loads((ROOT / paths["posttrain"]).read_text())["models"],
+                     "offsets": json.loads((ROOT / paths["offsets"]).read_text())["models"],
                      "hyperlatent": out["models"]})
 ablation = pd.DataFrame(rows)
-write_json(ROOT / ablation_json, {"profile": profile, "anchors": "separately trained (stage 01)", "rows": rows})
-with atomic_path(ROOT / ablation_csv) as tmp:
+write_json(ROOT / paths["ablation_json"], {"profile": profile, "anchors": "separately trained (stage 01)", "rows": rows})
+with atomic_path(ROOT / paths["ablation_csv"]) as tmp:
     ablation.to_csv(tmp, index=False, float_format="%.4f")
-write_json(ROOT / results, out)
+write_json(ROOT / paths["hyperlatent"], out)
 display(ablation.round(2))

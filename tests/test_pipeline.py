@@ -29,11 +29,10 @@ def smoke_run(root, embedded, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("smoke")
     done = {}
+    # relative paths of the stage resolve under the temporary folder
+    params = {"root": str(out), "profile": "smoke", "overrides": {"data": {"dir": str(embedded)}}}
     for stage, nb in STAGES:
-        p = _smoke_params(stage, root)
-        p["data"] = dict(p["data"], dir=str(embedded))
-        p["root"] = str(out)  # relative paths of the stage resolve under the temporary folder
-        done[stage] = run_notebook(root / f"notebooks/{nb}.py", out / f"{nb}.ipynb", p, cwd=root, log_output=False)
+        done[stage] = run_notebook(root / f"notebooks/{nb}.py", out / f"{nb}.ipynb", params, cwd=root, log_output=False)
     return out, done
 
 
@@ -45,7 +44,7 @@ def test_stage01_base_models(smoke_run, root):
     for arch, r in res["models"].items():
         assert len(r["results"]["bpp"]) == len(p["lambdas"])
         assert all(b > 0 for b in r["results"]["bpp"])
-    assert (out / "results/figures/anchors_rd.png").stat().st_size > 10_000
+    assert (out / "results/figures/base_models/anchors_rd.png").stat().st_size > 10_000
     text = done["base_models"].read_text()
     assert '"papermill"' not in text and "execution_count" in text
 
@@ -58,8 +57,8 @@ def test_stage02_posttrain(smoke_run, root):
         assert set(res["models"][arch]) == set(p["variants"])
         r = res["models"][arch]["mgda"]
         assert "bd_rate_vs_anchors" in r and len(r["results"]["step"]) == 2 * len(p["lambdas"]) - 1
-    for f in ("posttrain_losses", "posttrain_alpha", "posttrain_rd"):
-        assert (out / f"results/figures/{f}.png").exists()
+    for f in ("losses", "alpha", "rd"):
+        assert (out / f"results/figures/posttrain/{f}.png").exists()
 
 
 def test_stage03_offsets(smoke_run):
@@ -70,7 +69,7 @@ def test_stage03_offsets(smoke_run):
         if arch != "mbt2018":  # mbt2018's context model sees the offset-corrected ŷ
             assert on["bpp"] == off["bpp"], "offsets must not change a single bit"
     assert set(res["models"][next(iter(res["models"]))]) == {"offsets", "decoder", "offsets, switched off"}
-    assert (out / "results/figures/offsets_vs_centroids.png").exists()
+    assert (out / "results/figures/offsets/offsets_vs_centroids.png").exists()
 
 
 def test_stage04_ablation(smoke_run, root):

@@ -17,7 +17,7 @@ from .data import CropSampler
 from .evaluate import measure_rd_point, results_json
 from .models import load_model, save_model
 from .train import TrainConfig, train_single_rate
-from .zoo import ZOO_LAMBDAS, load_zoo_model
+from .zoo import ZOO_LAMBDAS
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,49 @@ def _meta_matches(path: Path, cfg: TrainConfig) -> bool:
     return meta.get("config") == cfg.fingerprint()
 
 
-def zoo_anchor(arch: str, quality: int, out_dir: Path, cache: str | None = None) -> Anchor:
-    """Fetch a CompressAI zoo model and store it in our model-file format."""
+def zoo_anchor(arch: str, quality: int, out_dir: Path, cache: str | None = None, base_url: str | None = None,
+               registry: str | os.PathLike | None = None) -> Anchor:
+    """Fetch a CompressAI zoo model and store it in our model-file format.
+
+    The stored file records the zoo file it came from (name = hash prefix); it is reused only if
+    that is the file the current hash table names (a model from a rehearsal against a fake zoo
+    is never taken for the real one).
+    """
+    from .zoo import fetch_zoo_weights, model_from_zoo_file, zoo_filename
+
     lmbda = ZOO_LAMBDAS[quality - 1]
     final = anchor_file(out_dir, arch, lmbda)
-    if not final.exists():
-        model = load_zoo_model(arch, quality, cache=cache)
-        save_model(model, arch, final, lmbda=lmbda, source="zoo", quality=quality)
+    if not (final.exists() and _meta(final).get("zoo_file") == zoo_filename(arch, quality, registry=registry)):
+        weights = fetch_zoo_weights(arch, quality, cache=cache, base_url=base_url, registry=registry)
+        model = model_from_zoo_file(arch, weights)
+        save_model(model, arch, final, lmbda=lmbda, source="zoo", quality=quality, zoo_file=weights.name)
     return Anchor(arch, lmbda, final)
+
+
+def checkpoint_anchor(checkpoint: str | os.PathLike, arch: str | None, lmbda: float, out_dir: Path) -> Anchor:
+    """A user's own single-rate CompressAI checkpoint (any N/M; see ``models.load_checkpoint_base``)
+    stored as the base model of ``arch`` at ``lmbda`` (the highest λ of the profile: G = 1)."""
+    from .download import sha256_file
+    from .models import load_checkpoint_base
+
+    digest = sha256_file(checkpoint)
+    model = load_checkpoint_base(checkpoint, arch)
+    from . import architectures
+
+    arch = architectures.of_model(model).name
+    final = anchor_file(out_dir, arch, lmbda)
+    if not (final.exists() and _meta(final).get("checkpoint_sha256") == digest):
+        save_model(model, arch, final, lmbda=lmbda, source="checkpoint", checkpoint=str(checkpoint),
+                   checkpoint_sha256=digest)
+    return Anchor(arch, lmbda, final)
+
+
+def _meta(path: Path) -> dict:
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def evaluate_anchors(anchors: Sequence[Anchor], val_files: Sequence[Path], device: torch.device,

@@ -1,9 +1,10 @@
-"""Command line: ``vrlic encode | decode | eval | export``.
+"""Command line: ``vrlic encode | decode | eval | export | posttrain``.
 
-    vrlic encode MODEL IMAGE -o FILE [--step S | --lmbda L | --bpp B]
+    vrlic encode MODEL IMAGE -o FILE [--step S | --lmbda L | --bpp B] [--strict]
     vrlic decode FILE -o IMAGE [--model MODEL]
     vrlic eval MODEL IMAGES_DIR -o results.json [--steps S ...] [--between N]
     vrlic export MODEL --compressai OUT
+    vrlic posttrain BASE -o OUT --train-dir DIR [--arch A] [--lambdas L ...] [--iters N] [--solver S] ...
 """
 from __future__ import annotations
 
@@ -26,19 +27,32 @@ def _load_vr(path: str):
 
 
 def cmd_encode(a) -> int:
-    from .codec import encode, encode_to_bpp
+    import warnings
+
+    from .codec import OutOfRangeWarning, encode, encode_to_bpp
     from .imageio import load_image
 
     model, _ = _load_vr(a.model)
-    x = load_image(a.image)
-    if a.bpp is not None:
-        r = encode_to_bpp(model, x, a.bpp)
-        data, step = r.data, r.step
-        note = f"{r.bpp:.4f} bpp after {r.encodes} encodes" + ("" if r.converged else " (target not reached within 1 %)")
-    else:
-        step = a.step if a.step is not None else (model.step_for_lambda(a.lmbda) if a.lmbda is not None else 1.0)
-        data = encode(model, x, step)
-        note = f"{len(data) * 8 / (x.shape[1] * x.shape[2]):.4f} bpp"
+    notes: list[str] = []
+    x = load_image(a.image, report=notes)
+    if notes:
+        print(f"{a.image}: converted to 8-bit RGB: {'; '.join(notes)}", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OutOfRangeWarning)
+        if a.bpp is not None:
+            r = encode_to_bpp(model, x, a.bpp, strict=a.strict)
+            data, step = r.data, r.step
+            note = f"{r.bpp:.4f} bpp after {r.encodes} encodes" + (
+                "" if r.converged else f" (the largest file at or under {a.bpp:g} bpp found; not within 1 % of it)")
+        else:
+            step = a.step if a.step is not None else (model.step_for_lambda(a.lmbda) if a.lmbda is not None else 1.0)
+            data = encode(model, x, step, strict=a.strict)
+            note = f"{len(data) * 8 / (x.shape[1] * x.shape[2]):.4f} bpp"
+    for w in caught:
+        if issubclass(w.category, OutOfRangeWarning):
+            print(f"warning: {w.message} (--strict refuses)", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     from .atomic import atomic_path
 
     with atomic_path(a.output) as tmp:
@@ -104,9 +118,9 @@ def cmd_eval(a) -> int:
             n = len(steps) + (len(steps) - 1) * a.between
             steps = [math.exp(lo + (hi - lo) * i / (n - 1)) for i in range(n)]
         points = measure_rd_curve(model, files, steps, progress=True)
-        res = results_json(Path(a.model).stem, points, extra={"step": [p["step"] for p in points]})
+        res = results_json(Path(a.model).stem, points, extra={"step": [p["step"] for p in points]}, times=True)
     else:
-        res = results_json(Path(a.model).stem, [measure_rd_point(model, files)])
+        res = results_json(Path(a.model).stem, [measure_rd_point(model, files)], times=True)
     write_json(a.output, res)
     r = res["results"]
     for i in range(len(r["bpp"])):
@@ -132,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("model"), e.add_argument("image"), e.add_argument("-o", "--output", required=True)
     g = e.add_mutually_exclusive_group()
     g.add_argument("--step", type=float), g.add_argument("--lmbda", type=float), g.add_argument("--bpp", type=float)
+    e.add_argument("--strict", action="store_true",
+                   help="refuse a step outside the model's trained range instead of warning")
     e.set_defaults(func=cmd_encode)
     d = sub.add_parser("decode", help="decompress a .vrlc file to PNG")
     d.add_argument("file"), d.add_argument("-o", "--output", required=True), d.add_argument("--model")
@@ -144,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     x = sub.add_parser("export", help="write a state dict CompressAI's VBR classes load")
     x.add_argument("model"), x.add_argument("--compressai", required=True)
     x.set_defaults(func=cmd_export)
+    from .own_model import add_posttrain_parser
+
+    add_posttrain_parser(sub)
     a = ap.parse_args(argv)
     try:
         return a.func(a)

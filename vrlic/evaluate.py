@@ -17,7 +17,10 @@ from pytorch_msssim import ms_ssim
 
 from .imageio import crop_padding, load_image, pad_to_multiple
 
-METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb")
+# Wall-clock times vary run to run: the pipeline's results files leave them out (they stay
+# byte-identical between runs); `vrlic eval` and the benchmarks report them.
+TIMES = ("encoding_time", "decoding_time")
 
 
 def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
@@ -71,36 +74,48 @@ def average(rows: Iterable[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
 
-def measure_rd_point(model: torch.nn.Module, files: Sequence[str | os.PathLike], step: float | None = None) -> dict[str, float]:
-    """Mean bpp / PSNR / MS-SSIM / times over ``files`` with real entropy coding."""
+def _over_images(model: torch.nn.Module, images: dict[str, torch.Tensor], step: float | None) -> dict[str, Any]:
+    """The mean over ``images`` ({name: image}), and each image's point under ``"images"``."""
+    rows = {name: measure_image(model, x, step) for name, x in images.items()}
+    return {**average(rows.values()), "images": rows}
+
+
+def measure_rd_point(model: torch.nn.Module, files: Sequence[str | os.PathLike], step: float | None = None) -> dict[str, Any]:
+    """Mean bpp / PSNR / MS-SSIM / times over ``files`` with real entropy coding (and per image)."""
     model.eval()
     if step is None:
         model.update(force=True)
-    return average(measure_image(model, load_image(f), step) for f in files)
+    return _over_images(model, {Path(f).stem: load_image(f) for f in files}, step)
 
 
 def measure_rd_curve(model: torch.nn.Module, files: Sequence[str | os.PathLike], steps: Sequence[float],
-                     progress: bool = False) -> list[dict[str, float]]:
+                     progress: bool = False) -> list[dict[str, Any]]:
     """RD points of a variable-rate model at each step size (``step`` is recorded in each point)."""
     from tqdm.auto import tqdm
 
-    images = [load_image(f) for f in files]
+    images = {Path(f).stem: load_image(f) for f in files}
     model.eval()
     points = []
     for step in tqdm(list(steps), desc="steps", disable=not progress, leave=False):
-        p = average(measure_image(model, x, float(step)) for x in images)
-        points.append({**p, "step": float(step)})
+        points.append({**_over_images(model, images, float(step)), "step": float(step)})
     return points
 
 
-def results_json(name: str, points: Sequence[dict[str, float]], description: str = "Inference (ans)",
-                 extra: dict[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+def results_json(name: str, points: Sequence[dict[str, Any]], description: str = "Inference (ans)",
+                 extra: dict[str, Sequence[Any]] | None = None, times: bool = False) -> dict[str, Any]:
     """CompressAI's results-JSON shape: ``{"name", "description", "results": {metric: [...]}}``.
 
     Points are sorted by bpp; ``extra`` adds per-point columns (e.g. ``lmbda``) in the same order.
+    Points measured per image add ``per_image: {image: {metric: [...]}}`` (same order). Times are
+    included only with ``times``.
     """
     order = sorted(range(len(points)), key=lambda i: points[i]["bpp"])
-    results: dict[str, list] = {k: [points[i][k] for i in order] for k in METRICS}
+    keys = METRICS + (TIMES if times else ())
+    results: dict[str, list] = {k: [points[i][k] for i in order] for k in keys}
     for k, col in (extra or {}).items():
         results[k] = [col[i] for i in order]
-    return {"name": name, "description": description, "results": results}
+    out: dict[str, Any] = {"name": name, "description": description, "results": results}
+    if all("images" in p for p in points) and points:
+        names = list(points[0]["images"])
+        out["per_image"] = {n: {k: [points[i]["images"][n][k] for i in order] for k in METRICS} for n in names}
+    return out

@@ -133,19 +133,17 @@ class StageContext:
     sampler: CropSampler
 
 
-def stage_context(root: str | Path | None, data: dict[str, Any], device: str, common: dict[str, Any],
-                  anchors: str = "results/anchors.json") -> StageContext:
-    """Resolve the project root, device, data split, stage-01 anchors and the crop sampler."""
+def stage_context(root: Path, p: dict[str, Any]) -> StageContext:
+    """The device, data split, stage-01 anchors and crop sampler of a stage's parameters ``p``."""
     import json
 
     from .data import resolve_split
     from .device import pick_device
-    from .paths import project_root
 
-    root = Path(root) if root else project_root()
-    train_files, val_files = resolve_split(data, root)
-    return StageContext(root, pick_device(device), train_files, val_files,
-                        json.loads((root / anchors).read_text())["models"],
+    common = p["common"]
+    train_files, val_files = resolve_split(p["data"], root)
+    return StageContext(root, pick_device(p["device"]), train_files, val_files,
+                        json.loads((root / p["paths"]["anchors"]).read_text())["models"],
                         CropSampler.from_files(train_files, crop=common["crop"], batch_size=common["batch_size"],
                                                seed=common["seed"]))
 
@@ -189,14 +187,15 @@ def bd_table(curves: dict[str, dict[str, Any]]):
 
 
 def read_training_log(folder: str | Path):
-    """dvclive's per-metric TSVs of one run as a long DataFrame (step, value, metric)."""
+    """dvclive's per-metric TSVs of one run as a long DataFrame (iter, value, metric)."""
     import pandas as pd
 
     frames = []
     for f in sorted((Path(folder) / "plots" / "metrics" / "train").glob("*.tsv")):
         df = pd.read_csv(f, sep="\t")
-        frames.append(df.rename(columns={df.columns[-1]: "value"})[["step", "value"]].assign(metric=f.stem))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "value", "metric"])
+        df = df.rename(columns={df.columns[-1]: "value", "step": "iter"})  # dvclive calls iterations "step"
+        frames.append(df[["iter", "value"]].assign(metric=f.stem))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["iter", "value", "metric"])
 
 
 # (label, MGDA, offsets, VR hyper latent, results file key, variant) — the paper's ablation axes

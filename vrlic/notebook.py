@@ -1,8 +1,9 @@
 """Run one pipeline notebook through papermill with its stage's params (the DVC stage command).
 
-    python -m vrlic.notebook notebooks/01_base_models.py outputs/notebooks/01_base_models.ipynb --stage base_models
+    python -m vrlic.notebook notebooks/01_base_models.py --stage base_models
 
-Reads ``params.yaml`` (section ``--stage``, active profile), injects it as papermill parameters,
+The notebook reads its stage's parameters (active profile) from params.yaml itself, so a
+cell-by-cell run in Jupyter gives what ``dvc repro`` gives; papermill injects only ``root``. It
 always uses the ``python3`` kernel, and scrubs run-to-run metadata so that identical inputs give
 identical notebook bytes.
 """
@@ -64,14 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vrlic.notebook", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", help="jupytext notebook (notebooks/NN_name.py)")
-    ap.add_argument("output", help="executed notebook (.ipynb)")
-    ap.add_argument("--stage", required=True, help="params.yaml section to inject")
-    ap.add_argument("--profile", help="override the profile (default: params.yaml / $VRLIC_PROFILE)")
+    ap.add_argument("--stage", required=True, help="the params.yaml stage the notebook runs")
+    ap.add_argument("-o", "--output", help="executed notebook (default: outputs/notebooks/NN_name.ipynb)")
     args = ap.parse_args(argv)
     root = project_root()
-    params = stage_params(args.stage, load_params(root / "params.yaml"), args.profile)
-    params["root"] = str(root)
-    run_notebook(root / args.source, root / args.output, params, cwd=root)
+    params = load_params(root / "params.yaml")
+    stage_params(args.stage, params)  # fail here, before a kernel starts, on a bad stage or profile
+    output = Path(args.output) if args.output else Path("outputs/notebooks") / (Path(args.source).stem + ".ipynb")
+    run_notebook(root / args.source, root / output, {"root": str(root)}, cwd=root)
     return 0
 
 

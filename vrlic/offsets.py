@@ -7,6 +7,8 @@ centroid E[|u| | q, σ_q]; the empirical optimal offset toward the mean is there
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,7 +20,8 @@ from .imageio import load_image, pad_to_multiple
 @torch.no_grad()
 def latent_params(model, x: torch.Tensor, step: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(u, σ_q) of every latent element of image ``x`` (1, 3, H, W) at ``step`` (eval mode)."""
-    from .vbr import as_gain
+    from .quantization import as_gain
+    from .wavefront import run_causal
 
     model.eval()
     gain = as_gain(step, model.Gain)
@@ -26,7 +29,7 @@ def latent_params(model, x: torch.Tensor, step: float) -> tuple[torch.Tensor, to
     z_hat, _ = model.quantize_hyper(z, gain)
     if model.autoregressive:
         params = model.h_s(z_hat)
-        y_hat, _, _, _ = model._wavefront(params, gain, y=y)
+        y_hat, _, _, _ = run_causal(model, params, gain, y=y)
         ctx = model.context_prediction(y_hat) + model.scale_to_context(gain.reshape(1, 1)).reshape(1, -1, 1, 1)
         scales, means = model.entropy_parameters(torch.cat((params, ctx), 1)).chunk(2, 1)
     else:
@@ -117,3 +120,57 @@ def fit_to_centroids(model, files: Sequence, steps: Sequence[float], iters: int 
         after = float(loss_fn())
     return {"latent_mse_before": before, "latent_mse_after": after, "samples": int(len(target)),
             "zero_offset_mse": float((target ** 2).mean())}
+
+
+def fit_or_reuse(start: str | os.PathLike, fitted: str | os.PathLike, arch: str, train_files: Sequence,
+                 seed: int = 0) -> dict[str, float]:
+    """The centroid fit of ``start``'s offset network, written to ``fitted`` (offsets on); reused
+    while ``fitted`` was fitted from the same starting weights."""
+    from .models import load_model, save_model
+
+    model, meta = load_model(start)
+    fitted = Path(fitted)
+    if fitted.exists():
+        done = torch.load(fitted, weights_only=False)
+        if done.get("init") == meta["fingerprint"]:
+            return done["fit"]
+    model.offsets = True
+    fit = fit_to_centroids(model, train_files, sorted(model.steps().tolist()), seed=seed)
+    save_model(model, arch, fitted, init=meta["fingerprint"], fit=fit)
+    return fit
+
+
+def offsets_vs_centroids(models: dict[str, str | os.PathLike], files: Sequence):
+    """(empirical centroids, learned offsets): long DataFrames over every architecture's model,
+    at its trained steps, on ``files``."""
+    import pandas as pd
+
+    from .models import load_model
+
+    frames_e, frames_l = [], []
+    for arch, path in models.items():
+        model, _ = load_model(path)
+        steps = sorted(model.steps().tolist())
+        frames_e.append(empirical_offsets(collect(model, files, steps)).assign(arch=arch))
+        frames_l.append(learned_offsets(model, steps, np.geomspace(0.11, 64, 80)).assign(arch=arch))
+    return pd.concat(frames_e), pd.concat(frames_l)
+
+
+def agreement(emp, models: dict[str, str | os.PathLike]):
+    """Learned vs empirical offsets per architecture, weighted by how many latent elements each
+    bin holds (mean offsets and mean absolute error, in steps)."""
+    import pandas as pd
+
+    from .models import load_model
+
+    rows = []
+    for arch, path in models.items():
+        e = emp[emp.arch == arch]
+        model, _ = load_model(path)
+        pred = [float(learned_offsets(model, [r.step], np.array([r.sigma_q])).delta.iloc[0]) for _, r in e.iterrows()]
+        e = e.assign(pred=pred)
+        w = e["count"] / e["count"].sum()
+        rows.append({"arch": arch, "weighted_mean_empirical": float((w * e.delta).sum()),
+                     "weighted_mean_learned": float((w * e.pred).sum()),
+                     "weighted_abs_error": float((w * (e.pred - e.delta).abs()).sum())})
+    return pd.DataFrame(rows)

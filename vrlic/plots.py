@@ -48,3 +48,28 @@ def rd_by_arch(table, path: str | os.PathLike, hue: str = "curve", metric: str =
     out = save_figure(fig, path)
     plt.close(fig)
     return out
+
+
+def offsets_figure(emp, lrn, path: str | os.PathLike) -> Path:
+    """Learned δ(σ_q, G) (lines, one per trained step) against the empirical centroids (dots sized
+    by their count), one panel per architecture."""
+    import numpy as np
+
+    sns.set_theme(style="whitegrid")
+    archs = list(dict.fromkeys(lrn["arch"]))
+    fig, axes = plt.subplots(1, len(archs), figsize=(6.5 * len(archs), 4.5), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        palette = dict(zip(sorted(lrn.step.unique()), sns.color_palette("viridis", lrn.step.nunique())))
+        for step, d in lrn[lrn.arch == arch].groupby("step"):
+            ax.plot(d.sigma_q, d.delta, color=palette[step], label=f"learned, Δ={step:.2f}")
+        for step, d in emp[emp.arch == arch].groupby("step"):
+            ax.scatter(d.sigma_q, d.delta, color=palette[step], marker="o", s=np.clip(d["count"] / 50, 8, 60),
+                       edgecolor="k", linewidth=0.3)
+        ax.set(xscale="log", xlabel="predicted std-dev σ_q (in steps)", ylabel="offset δ toward the mean (steps)",
+               title=f"{arch}: learned (lines) vs empirical centroids (dots)")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out
