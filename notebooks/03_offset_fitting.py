@@ -40,13 +40,14 @@ from vrlic.experiments import (bd_table, evaluate_variants, rd_long_table, run_v
                                with_anchors)
 from vrlic.offsets import agreement, fit_or_reuse, offsets_vs_centroids
 from vrlic.plots import offsets_figure, rd_by_arch
+from vrlic.provenance import stamp
 from vrlic.params import notebook_params
 
 ROOT, P = notebook_params("offsets", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
 common, variants, figures = P["common"], P["variants"], ROOT / paths["figures"] / "offsets"
 init_dir, init_variant, out_dir = paths["posttrain_models"], P["init_variant"], paths["offsets_models"]
-ctx = stage_context(ROOT, P)
+ctx = stage_context(ROOT, P, finetuned=True)
 
 # %% [markdown]
 # ## Fitting the offset network
@@ -88,10 +89,10 @@ curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, P["b
 for arch, by in evaluate_variants(ctx, {(arch, "offsets, switched off"): p for arch, p in models.items()},
                                   P["between"], offsets=False).items():
     curves[arch].update(by)
-write_json(ROOT / paths["offsets"], {"profile": profile, "lambdas": lambdas, "models": curves, "fit": fits,
+write_json(ROOT / paths["offsets"], {**stamp("offsets", P), "models": curves, "fit": fits,
                             "agreement": agreement_table.to_dict(orient="records")})
-display(bd_table(curves).round(3))
-display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors)), figures / "rd.png"))))
+display(bd_table(curves, "PSNR"))
+display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned)), figures / "rd.png"))))
 
 # %% [markdown]
 # The offsets change no bit of the stream (except for mbt2018, whose context model sees the

@@ -31,7 +31,8 @@ import seaborn as sns
 from IPython.display import Image, display
 
 from vrlic.atomic import atomic_path, write_json
-from vrlic.experiments import (ablation_rows, bd_table, evaluate_variants, rd_long_table, run_variants, stage_context,
+from vrlic.provenance import stamp
+from vrlic.experiments import (REFERENCES, ablation_display, ablation_rows, bd_table, evaluate_variants, rd_long_table, run_variants, stage_context,
                                variant_file, with_anchors)
 from vrlic.plots import rd_by_arch, save_figure
 
@@ -40,7 +41,7 @@ from vrlic.params import notebook_params
 ROOT, P = notebook_params("hyperlatent", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
 common, variants, figures = P["common"], P["variants"], ROOT / paths["figures"] / "hyperlatent"
-ctx = stage_context(ROOT, P)
+ctx = stage_context(ROOT, P, finetuned=True)
 
 # %% [markdown]
 # ## Post-training both arms
@@ -57,9 +58,9 @@ runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas}
 
 # %%
 curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
-out = {"profile": profile, "lambdas": lambdas, "models": curves}
-table = rd_long_table(with_anchors(curves, ctx.anchors))
-display(bd_table(curves).round(3))
+out = {**stamp("hyperlatent", P), "models": curves}
+table = rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned))
+display(bd_table(curves, "PSNR"))
 display(Image(filename=str(rd_by_arch(table, figures / "rd.png"))))
 
 # %%
@@ -88,16 +89,19 @@ display(share_table)
 # %% [markdown]
 # ## The ablation grid
 #
-# Every variant of stages 02–04, one row per (architecture, variant), BD-rate against the
-# separately trained anchors at the trained step sizes (PSNR and MS-SSIM, pchip).
+# Every variant of stages 02–04, one row per (architecture, variant): BD-rate (PSNR) against both
+# references, as "median [min, max]" over the validation images and, where `make noise` has
+# measured it, ± the spread over post-training seeds; with the curve overlap of each entry. The
+# CSV/JSON hold every number (MS-SSIM, pchip and Akima, low/high-rate split).
 
 # %%
 rows = ablation_rows({"posttrain": json.loads((ROOT / paths["posttrain"]).read_text())["models"],
                      "offsets": json.loads((ROOT / paths["offsets"]).read_text())["models"],
                      "hyperlatent": out["models"]})
 ablation = pd.DataFrame(rows)
-write_json(ROOT / paths["ablation_json"], {"profile": profile, "anchors": "separately trained (stage 01)", "rows": rows})
+write_json(ROOT / paths["ablation_json"], {**stamp("hyperlatent", P), "references": list(REFERENCES), "rows": rows})
 with atomic_path(ROOT / paths["ablation_csv"]) as tmp:
     ablation.to_csv(tmp, index=False, float_format="%.4f")
 write_json(ROOT / paths["hyperlatent"], out)
-display(ablation.round(2))
+noise = json.loads((ROOT / paths["noise"]).read_text()) if (ROOT / paths["noise"]).exists() else None
+display(ablation_display(rows, noise))

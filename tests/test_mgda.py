@@ -355,10 +355,8 @@ def simplex_grid(k: int, n: int) -> torch.Tensor:
     if k == 2:
         t = torch.arange(n + 1, dtype=F64) / n
         return torch.stack([t, 1 - t], dim=1)
-    i, j = torch.meshgrid(torch.arange(n + 1), torch.arange(n + 1), indexing="ij")
-    keep = (i + j) <= n
-    i, j = i[keep].to(F64) / n, j[keep].to(F64) / n
-    return torch.stack([i, j, 1 - i - j], dim=1)
+    row, col = torch.tril_indices(n + 1, n + 1).to(F64) / n  # col ≤ row
+    return torch.stack([col, row - col, 1 - row], dim=1)
 
 
 @pytest.mark.parametrize("k", [2, 3])

@@ -49,18 +49,35 @@ def train_config(p: dict[str, Any], arch: str, lmbda: float) -> TrainConfig:
 
 
 def train_anchor(p: dict[str, Any], arch: str, lmbda: float, sampler: CropSampler, out_dir: Path,
-                 device: torch.device, log_dir: Path | None = None, progress: bool = True) -> Anchor:
-    """Train (or resume, or reuse) the anchor of ``arch`` at ``lmbda``."""
+                 device: torch.device, log_dir: Path | None = None, progress: bool | None = None,
+                 val_files: Sequence[Path] | None = None, val_points: int = 20) -> Anchor:
+    """Train (or resume, or reuse) the anchor of ``arch`` at ``lmbda``.
+
+    With ``val_files`` the validation loss is recorded ``val_points`` times over the run and stored
+    in the model file (``convergence``).
+    """
+    from .convergence import ValidationCurve, summary
+
     cfg = train_config(p, arch, lmbda)
     final = anchor_file(out_dir, arch, lmbda)
     ckpt = final.with_name(final.name.replace(".pth.tar", ".train.pt"))
     if final.exists() and _meta_matches(final, cfg):
         return Anchor(arch, lmbda, final)
+    hook = None
+    if val_files:
+        hook = ValidationCurve(ckpt.with_name(ckpt.name.replace(".train.pt", ".val.json")), val_files, lmbda,
+                               every=max(1, cfg.iters // val_points), total=cfg.iters)
     state = train_single_rate(cfg, sampler, ckpt, device=device,
                               log_dir=None if log_dir is None else log_dir / arch / lambda_tag(lmbda),
-                              progress=progress)
-    save_model(state.model.cpu(), arch, final, lmbda=lmbda, source="train", config=cfg.fingerprint())
+                              progress=progress, on_iter=hook)
+    extra = {"convergence": summary(hook.curve())} if hook is not None else {}
+    save_model(state.model.cpu(), arch, final, lmbda=lmbda, source="train", config=cfg.fingerprint(), **extra)
     return Anchor(arch, lmbda, final)
+
+
+def convergence_of(anchor: Anchor) -> dict[str, Any] | None:
+    """The validation-loss curve stored with a trained anchor (None if it was not recorded)."""
+    return torch.load(anchor.path, map_location="cpu", weights_only=False).get("convergence")
 
 
 def _meta_matches(path: Path, cfg: TrainConfig) -> bool:
@@ -117,7 +134,7 @@ def _meta(path: Path) -> dict:
 
 
 def evaluate_anchors(anchors: Sequence[Anchor], val_files: Sequence[Path], device: torch.device,
-                     progress: bool = True) -> dict[str, dict[str, Any]]:
+                     progress: bool = False) -> dict[str, dict[str, Any]]:
     """RD points of every anchor on ``val_files``; one CompressAI results JSON per architecture."""
     from tqdm.auto import tqdm
 

@@ -17,7 +17,8 @@ from .data import CropSampler
 from .evaluate import measure_rd_curve, results_json
 from .models import load_model, save_model, weights_fingerprint
 from .posttrain import PostTrainConfig, posttrain, unfreeze
-from .bdrate import bd_rate
+from .provenance import code_version
+from .bdrate import bd_rate, bd_summary, interval_text
 from .interop import from_single_rate
 from .vbr import VariableRateMixin
 
@@ -50,7 +51,7 @@ def starting_model(init: str | Path, arch: str, lambdas: Sequence[float], offset
 
 def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str, Any], init: str | Path,
                 sampler: CropSampler, out_dir: str | Path, device: torch.device, log_dir: str | Path | None = None,
-                progress: bool = True) -> tuple[Path, float]:
+                progress: bool | None = None) -> tuple[Path, float]:
     """Post-train one variant (or reuse its finished file); returns (model file, seconds)."""
     opts = {**common, **settings}
     unknown = set(opts) - _CONFIG_KEYS
@@ -62,13 +63,14 @@ def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str
     final = variant_file(out_dir, arch, name)
     if final.exists():
         meta = torch.load(final, map_location="cpu", weights_only=False)
-        if meta.get("config") == cfg.fingerprint():
+        if meta.get("config") == cfg.fingerprint() and meta.get("code") == code_version():
             return final, float(meta.get("seconds", math.nan))
     ckpt = final.with_name(final.name.replace(".pth.tar", ".train.pt"))
     state = posttrain(model, cfg, sampler, ckpt, device=device, progress=progress,
                       log_dir=None if log_dir is None else Path(log_dir) / arch / name)
     unfreeze(state.model)
-    save_model(state.model.cpu(), arch, final, config=cfg.fingerprint(), variant=name, seconds=state.seconds)
+    save_model(state.model.cpu(), arch, final, config=cfg.fingerprint(), variant=name, seconds=state.seconds,
+               code=code_version())
     return final, state.seconds
 
 
@@ -131,10 +133,12 @@ class StageContext:
     val_files: list[Path]
     anchors: dict[str, Any]
     sampler: CropSampler
+    finetuned: dict[str, Any] | None = None  # stage 02's fine-tuned anchors (the paired reference)
 
 
-def stage_context(root: Path, p: dict[str, Any]) -> StageContext:
-    """The device, data split, stage-01 anchors and crop sampler of a stage's parameters ``p``."""
+def stage_context(root: Path, p: dict[str, Any], finetuned: bool = False) -> StageContext:
+    """The device, data split, stage-01 anchors, crop sampler (and, with ``finetuned``, stage 02's
+    fine-tuned anchors) of a stage's parameters ``p``."""
     import json
 
     from .data import resolve_split
@@ -142,10 +146,13 @@ def stage_context(root: Path, p: dict[str, Any]) -> StageContext:
 
     common = p["common"]
     train_files, val_files = resolve_split(p["data"], root)
-    return StageContext(root, pick_device(p["device"]), train_files, val_files,
+    ctx = StageContext(root, pick_device(p["device"]), train_files, val_files,
                         json.loads((root / p["paths"]["anchors"]).read_text())["models"],
                         CropSampler.from_files(train_files, crop=common["crop"], batch_size=common["batch_size"],
                                                seed=common["seed"]))
+    if finetuned:
+        ctx.finetuned = json.loads((root / p["paths"]["posttrain"]).read_text())["finetuned_anchors"]
+    return ctx
 
 
 def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict[str, dict[str, Any]],
@@ -156,8 +163,6 @@ def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict
         for name, settings in variants.items():
             path, secs = run_variant(arch, name, settings, common, init_for(arch, name), ctx.sampler, ctx.root / out_dir,
                                      ctx.device, log_dir=ctx.root / log_dir)
-            iters = {**common, **settings}["iters"]
-            print(f"{arch:22s} {name:14s} {secs:7.1f} s ({secs / iters:.3f} s/iter)")
             done[(arch, name)] = (path, secs)
     return done
 
@@ -170,20 +175,62 @@ def evaluate_variants(ctx: StageContext, models: dict[tuple[str, str], Path], be
         res = evaluate_variant(path, ctx.val_files, ctx.device, between=between, name=f"{arch}-{name}", offsets=offsets)
         res["bd_rate_vs_anchors"] = bd_rates(ctx.anchors[arch], trained_points(res))
         res["bd_rate_vs_anchors_all_steps"] = bd_rates(ctx.anchors[arch], res)
+        res["bd"] = bd_against_references(ctx, arch, res)
         out.setdefault(arch, {})[name] = res
     return out
 
 
-def with_anchors(curves: dict[str, dict[str, Any]], anchors: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``curves`` plus each architecture's anchor curve (for plotting)."""
-    return {arch: {**by, "anchors": anchors[arch]} for arch, by in curves.items()}
+REFERENCES = ("scratch", "finetuned")
+METRICS = ("psnr-rgb", "ms-ssim-rgb")
 
 
-def bd_table(curves: dict[str, dict[str, Any]]):
+def bd_against_references(ctx: StageContext, arch: str, res: dict[str, Any]) -> dict[str, Any]:
+    """BD-rate summaries (``vrlic.bdrate.bd_summary``) of ``res`` (all its steps: the continuous
+    model) against the scratch anchors and, when known, the fine-tuned anchors, PSNR and MS-SSIM."""
+    refs = {"scratch": ctx.anchors.get(arch)}
+    if ctx.finetuned:
+        refs["finetuned"] = ctx.finetuned.get(arch)
+    return {ref: {m: bd_summary(anchor, res, m) for m in METRICS} for ref, anchor in refs.items() if anchor}
+
+
+def with_anchors(curves: dict[str, dict[str, Any]], anchors: dict[str, Any],
+                 finetuned: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """``curves`` plus each architecture's reference curves (for plotting)."""
+    out = {arch: {**by, "anchors (scratch)": anchors[arch]} for arch, by in curves.items()}
+    for arch in out:
+        if finetuned and arch in finetuned:
+            out[arch]["anchors (fine-tuned)"] = finetuned[arch]
+    return out
+
+
+def bd_row(res: dict[str, Any], noise: dict[str, float] | None = None) -> dict[str, Any]:
+    """One table row of a result's BD-rates: for each reference and metric, the per-image median
+    [min, max] (± the seed spread where known), the mean-curve value (pchip, Akima), the curve
+    overlap and the low-/high-rate split."""
+    row: dict[str, Any] = {}
+    for ref, by_metric in res.get("bd", {}).items():
+        for m, s in by_metric.items():
+            key = f"{ref} {'PSNR' if m == 'psnr-rgb' else 'MS-SSIM'}"
+            row[key] = interval_text(s, (noise or {}).get(f"{ref}/{m}"))
+            row[f"{key} pchip"] = s["pchip"]
+            row[f"{key} akima"] = s["akima"]
+            row[f"{key} overlap %"] = 100 * s["overlap"]
+            row[f"{key} low / high"] = f"{s['low_rate']:+.1f} / {s['high_rate']:+.1f}"
+    return row
+
+
+def bd_table(curves: dict[str, dict[str, Any]], columns: str = "PSNR"):
+    """The BD-rate table (%, negative = fewer bits) of {arch: {variant: result}}: the interval
+    columns of ``bd_row`` for ``columns`` ("PSNR" or "MS-SSIM"), and the overlap of each entry."""
     import pandas as pd
 
-    return pd.DataFrame([{"arch": a, "variant": n, **r["bd_rate_vs_anchors"]} for a, by in curves.items()
-                         for n, r in by.items()])
+    rows = []
+    for a, by in curves.items():
+        for n, r in by.items():
+            full = bd_row(r)
+            keep = {k: v for k, v in full.items() if k.split(" ")[1] == columns and not k.endswith(("pchip", "akima"))}
+            rows.append({"arch": a, "variant": n, **keep})
+    return pd.DataFrame(rows)
 
 
 def read_training_log(folder: str | Path):
@@ -212,13 +259,44 @@ ABLATION_GRID = [
 
 def ablation_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per (architecture, variant) of ``ABLATION_GRID`` found in ``results``
-    ({stage key: {arch: {variant: results JSON with bd_rate_vs_anchors}}})."""
+    ({stage key: {arch: {variant: results JSON with ``bd``}}}): the switches, and for each
+    reference and metric the per-image median, min and max BD-rate, the mean-curve values (pchip,
+    Akima), the curve overlap and the low-/high-rate split."""
     rows = []
     archs = list(dict.fromkeys(a for by_arch in results.values() for a in by_arch))
     for arch in archs:
         for label, mgda, offsets, vrz, key, variant in ABLATION_GRID:
             res = results.get(key, {}).get(arch, {}).get(variant)
-            if res is not None:
-                rows.append({"arch": arch, "variant": label, "mgda": mgda, "offsets": offsets, "vr_hyper": vrz,
-                             **res["bd_rate_vs_anchors"]})
+            if res is None:
+                continue
+            row = {"arch": arch, "variant": label, "mgda": mgda, "offsets": offsets, "vr_hyper": vrz,
+                   **res["bd_rate_vs_anchors"]}
+            for ref, by_metric in res.get("bd", {}).items():
+                for m, s in by_metric.items():
+                    tag = f"{ref}_{'psnr' if m == 'psnr-rgb' else 'msssim'}"
+                    for k in ("image_median", "image_min", "image_max", "pchip", "akima", "overlap", "low_rate", "high_rate"):
+                        row[f"{tag}_{k}"] = s.get(k, math.nan)
+            rows.append(row)
     return rows
+
+
+def ablation_display(rows: list[dict[str, Any]], noise: dict[str, Any] | None = None, metric: str = "psnr"):
+    """The ablation grid as a reader sees it: "median [min, max] ±seed spread" per reference, and
+    the overlap of each entry (%)."""
+    import pandas as pd
+
+    out = []
+    for r in rows:
+        d = {"arch": r["arch"], "variant": r["variant"]}
+        for ref in REFERENCES:
+            tag = f"{ref}_{metric}"
+            if f"{tag}_image_median" not in r:
+                continue
+            spread = ((noise or {}).get("rows", {}).get(f"{r['arch']}|{r['variant']}", {}).get(f"{tag}_pchip", {})
+                      .get("spread"))
+            s = {"image_median": r[f"{tag}_image_median"], "image_min": r[f"{tag}_image_min"],
+                 "image_max": r[f"{tag}_image_max"], "pchip": r[f"{tag}_pchip"]}
+            d[f"vs {ref} anchors"] = interval_text(s, spread)
+            d[f"{ref} overlap %"] = round(100 * r[f"{tag}_overlap"])
+        out.append(d)
+    return pd.DataFrame(out)

@@ -156,7 +156,7 @@ class FakeZoo:
     """
 
     def __init__(self, root: str | os.PathLike, small: bool = False, store: str | os.PathLike | None = None):
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.small = small
         self.www = self.root / "www"
         self.store = Path(store or self.root / "store") / ("small" if small else "full")

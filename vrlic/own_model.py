@@ -1,7 +1,7 @@
 """Post-training a user's own single-rate CompressAI model: ``vrlic posttrain``.
 
     vrlic posttrain BASE -o OUT --train-dir DIR [--arch A] [--lambdas L ...] [--iters N]
-                    [--solver mgda|weighted_sum|random] [--batch-size B] [--crop C] [--lr LR] [--device D]
+                    [--solver mgda|weighted_sum|random|...] [--batch-size B] [--crop C] [--lr LR] [--device D]
 
 BASE is a CompressAI checkpoint of bmshj2018-hyperprior, mbt2018-mean or mbt2018 at any N/M (a raw
 state dict, CompressAI's train-example checkpoint ``{"state_dict": ...}``, a zoo file) or a vrlic

@@ -73,3 +73,20 @@ def offsets_figure(emp, lrn, path: str | os.PathLike) -> Path:
     out = save_figure(fig, path)
     plt.close(fig)
     return out
+
+
+def convergence_figure(curves: dict, path: str | os.PathLike) -> Path:
+    """Validation loss over the iterations, one line per architecture (``vrlic.convergence``), with
+    the last 20 % of the run shaded."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for arch, c in curves.items():
+        ax.plot(c["iter"], c["loss"], marker="o", ms=3, label=f"{arch} (last 20 %: −{c['last20_improvement_pct']:.1f} %)")
+        ax.axvspan(0.8 * c["iter"][-1], c["iter"][-1], color="grey", alpha=0.08)
+    ax.set(xlabel="training iteration", ylabel="validation loss (bpp + λ·255²·MSE)", yscale="log",
+           title="Base model: validation loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out

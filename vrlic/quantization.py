@@ -42,11 +42,13 @@ def _loglog_interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
 
 
 def default_gains(lambdas: Sequence[float]) -> list[float]:
-    """Initial gains for ``lambdas``: the paper's table, interpolated in log–log for other λ.
-
-    The highest λ of the paper (0.18) has G = 1: the base model's own quantizer.
+    """Initial gains for ``lambdas``: the paper's table, interpolated in log–log for other λ, and
+    scaled so that the highest λ of the list has G = 1 (the base model is trained there: its own
+    quantizer). For the paper's list (highest λ 0.18, G = 1) this is the paper's table exactly.
     """
-    return [_loglog_interp(PAPER_LAMBDAS, PAPER_GAINS, lmbda) for lmbda in lambdas]
+    gains = [_loglog_interp(PAPER_LAMBDAS, PAPER_GAINS, lmbda) for lmbda in lambdas]
+    top = _loglog_interp(PAPER_LAMBDAS, PAPER_GAINS, max(lambdas))
+    return [g / top for g in gains]
 
 
 def step_for_lambda(lambdas: Sequence[float], steps: torch.Tensor, lmbda: float) -> float:

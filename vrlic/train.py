@@ -41,8 +41,11 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> dict[str, Any]:
+        from .provenance import code_version
+
         d = asdict(self)
         d.pop("ckpt_every")  # how often we save does not change the result
+        d["code"] = code_version()  # a code change must not resume or reuse an older run
         return d
 
     def lr_at(self, it: int) -> float:
@@ -171,7 +174,7 @@ def run_training(
     desc: str,
     log_dir: str | os.PathLike | None = None,
     log_every: int = 10,
-    progress: bool = True,
+    progress: bool | None = None,
     stop_after: int | None = None,
     on_iter: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainingState:
@@ -179,8 +182,15 @@ def run_training(
 
     ``iter_fn(state, it)`` performs one optimisation iteration and returns its metrics.
     ``stop_after`` ends the call after that many iterations of *this* call (used to test resume).
+    ``progress`` None shows a live bar only in a terminal; a notebook gets one summary line per run
+    (a captured bar would store every refresh, and its timings would change the notebook's bytes).
     """
+    import sys
+
     from tqdm.auto import tqdm
+
+    if progress is None:
+        progress = sys.stderr.isatty()
 
     resumed = state.try_resume(ckpt_path)
     live = _open_live(log_dir, resumed and state.iter > 0)
@@ -214,6 +224,9 @@ def run_training(
         if live is not None:
             live.end()
     state.seconds = time.perf_counter() - t0
+    if not progress and state.iter > start and stop_after is None:
+        last = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "bpp", "psnr") if k in metrics)
+        print(f"{desc}: iterations {start}→{state.iter}; last batch: {last}")
     return state
 
 
@@ -224,13 +237,19 @@ def train_single_rate(
     device: torch.device | str = "cpu",
     log_dir: str | os.PathLike | None = None,
     log_every: int = 10,
-    progress: bool = True,
+    progress: bool | None = None,
     stop_after: int | None = None,
     on_iter: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainingState:
-    """Train (or resume) one single-rate model to ``cfg.iters``; checkpoint atomically to ``ckpt_path``."""
+    """Train (or resume) one single-rate model to ``cfg.iters``; checkpoint atomically to ``ckpt_path``.
+
+    An ``on_iter`` hook with a ``model`` attribute (e.g. ``vrlic.convergence.ValidationCurve``) is
+    given the model being trained.
+    """
     device = torch.device(device)
     state = TrainingState.single_rate(cfg, device)
+    if on_iter is not None and hasattr(on_iter, "model"):
+        on_iter.model = state.model
     return run_training(state, cfg.iters, lambda st, it: train_iteration(st, cfg, sampler.batch(it).to(device)),
                         ckpt_path, cfg.ckpt_every, cfg.seed, f"{cfg.arch} λ={cfg.lmbda:g}", log_dir=log_dir,
                         log_every=log_every, progress=progress, stop_after=stop_after, on_iter=on_iter)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.ans import BufferedRansEncoder
 from compressai.entropy_models import EntropyBottleneck, EntropyBottleneckVbr
 from compressai.models import JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior, ScaleHyperprior
 from compressai.models.base import get_scale_table
@@ -32,7 +32,7 @@ from compressai.ops import LowerBound
 from . import architectures
 from .quantization import (MIN_Z_STEP, PAPER_LAMBDAS, OffsetDequantizer, VariableStepBottleneck, ZStepNet, as_gain,
                            default_gains, round_with_ste, step_for_lambda)
-from .wavefront import run_causal
+from .wavefront import StreamDecoder, run_causal
 
 _TABLE_BUFFERS = {"entropy_bottleneck": ["_quantized_cdf", "_offset", "_cdf_length"],
                   "gaussian_conditional": ["_quantized_cdf", "_offset", "_cdf_length", "scale_table"]}
@@ -305,9 +305,19 @@ class JointAutoregressiveVR(VariableRateMixin, JointAutoregressiveHierarchicalPr
         _, lik = self.gaussian_conditional((y - means) * gain, scales * gain)
         return lik
 
-    def _coder_tables(self) -> tuple[list, list[int], list[int]]:
+    def _coder_tables(self) -> tuple[list[list[int]], list[int], list[int]]:
+        """The Gaussian coder's tables as lists, each CDF row trimmed to its length (what the rANS
+        coder reads of it); cached until the tables change."""
         gc = self.gaussian_conditional
-        return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        current = (gc.quantized_cdf, gc.cdf_length, gc.offset)
+        cached = getattr(self, "_coder_tables_cache", None)
+        if cached is not None and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(cached[0], current)):
+            return cached[1]
+        lengths = gc.cdf_length.reshape(-1).int().tolist()
+        rows = [row[:n] for row, n in zip(gc.quantized_cdf.tolist(), lengths)]
+        tables = (rows, lengths, gc.offset.reshape(-1).int().tolist())
+        self._coder_tables_cache = (tuple(t.clone() for t in current), tables)
+        return tables
 
     def compress_latent(self, y, z_hat, gain):
         params = self.h_s(z_hat)
@@ -316,26 +326,17 @@ class JointAutoregressiveVR(VariableRateMixin, JointAutoregressiveHierarchicalPr
         for i in range(y.size(0)):
             _, _, syms, idxs = run_causal(self, params[i : i + 1], gain, y=y[i : i + 1])
             enc = BufferedRansEncoder()
-            enc.encode_with_indexes(torch.cat(syms, 1).reshape(-1).int().tolist(),
-                                    torch.cat(idxs, 1).reshape(-1).int().tolist(), cdf, lengths, offsets)
+            enc.encode_with_indexes(syms[0].reshape(-1).int().tolist(), idxs[0].reshape(-1).tolist(),
+                                    cdf, lengths, offsets)
             strings.append(enc.flush())
         return strings
 
     def decompress_latent(self, strings, z_hat, gain):
         params = self.h_s(z_hat)
-        cdf, lengths, offsets = self._coder_tables()
-        out = []
-        for i, s in enumerate(strings):
-            dec = RansDecoder()
-            dec.set_stream(s)
-
-            def decode(indexes):
-                vals = dec.decode_stream(indexes.reshape(-1).int().tolist(), cdf, lengths, offsets)
-                return torch.tensor(vals, device=indexes.device).reshape(indexes.shape)
-
-            y_hat, _, _, _ = run_causal(self, params[i : i + 1], gain, decode=decode)
-            out.append(y_hat)
-        return torch.cat(out, 0)
+        tables = self._coder_tables()
+        out = [run_causal(self, params[i : i + 1], gain, decode=StreamDecoder(s, *tables))[0]
+               for i, s in enumerate(strings)]
+        return out[0] if len(out) == 1 else torch.cat(out, 0)
 
 
 def build_vr_model(arch: str, N: int, M: int, **kwargs) -> nn.Module:

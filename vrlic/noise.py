@@ -1,0 +1,93 @@
+"""Run-to-run spread of every BD-rate: the post-training stages rerun with other seeds.
+
+    python -m vrlic.noise [--seeds 2]        # `make noise`; writes results/noise.json
+
+The seed changes the post-training batches and noise (stages 02–04, the fine-tuned anchors
+included), not the base model: each extra run starts from the same stage-01 models, in a folder of
+its own under ``outputs/noise/``, with every stage's ``common.seed`` shifted. The pipeline's own
+run is seed 0. For every ablation row and every BD-rate column the spread (max − min over seeds)
+is what a difference between two rows must exceed to be called real.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .atomic import write_json
+from .params import load_params, stage_params
+from .paths import project_root
+from .provenance import code_version
+
+POSTTRAIN_STAGES = (("posttrain", "02_mgda_posttrain"), ("offsets", "03_offset_fitting"),
+                    ("hyperlatent", "04_hyperlatent_ablation"))
+SEED_SHIFT = 1000
+
+
+def run_seed(k: int, root: Path, work: Path) -> list[dict[str, Any]]:
+    """Stages 02–04 with every ``common.seed`` shifted by ``k·SEED_SHIFT``, under ``work``; the
+    ablation rows they produce."""
+    from .notebook import run_notebook
+
+    params = load_params(root / "params.yaml")
+    paths = params["paths"]
+    for key in ("base_models", "anchors"):  # stage 01's outputs: shared, not retrained
+        src, dst = root / paths[key], work / paths[key]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
+    for stage, nb in POSTTRAIN_STAGES:
+        seed = stage_params(stage, params)["common"]["seed"] + k * SEED_SHIFT
+        overrides = {"data": {"dir": str(root / paths["data"])}, "common": {"seed": seed}}
+        run_notebook(root / f"notebooks/{nb}.py", work / "notebooks" / f"{nb}.ipynb",
+                     {"root": str(work), "overrides": overrides}, cwd=root, log_output=False)
+    return json.loads((work / paths["ablation_json"]).read_text())["rows"]
+
+
+def spread(rows_by_seed: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """{"arch|variant": {column: {"values", "spread", "std"}}} over the numeric BD-rate columns."""
+    out: dict[str, Any] = {}
+    for seed, rows in rows_by_seed.items():
+        for r in rows:
+            key = f"{r['arch']}|{r['variant']}"
+            for col, v in r.items():
+                if isinstance(v, float) and col.split("_")[0] in ("scratch", "finetuned", "bd"):
+                    out.setdefault(key, {}).setdefault(col, {"values": {}})["values"][str(seed)] = v
+    for cols in out.values():
+        for stats in cols.values():
+            vals = [v for v in stats["values"].values() if math.isfinite(v)]
+            n = len(vals)
+            mean = sum(vals) / n if n else math.nan
+            stats["spread"] = max(vals) - min(vals) if n > 1 else math.nan
+            stats["std"] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vrlic.noise", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=2, help="extra seeds besides the pipeline's own run (default 2)")
+    args = ap.parse_args(argv)
+    root = project_root()
+    params = load_params(root / "params.yaml")
+    paths = params["paths"]
+    main_rows = root / paths["ablation_json"]
+    if not main_rows.exists():
+        print("run `make repro` first: the pipeline's own run is seed 0", file=sys.stderr)
+        return 1
+    rows = {0: json.loads(main_rows.read_text())["rows"]}
+    for k in range(1, args.seeds + 1):
+        rows[k] = run_seed(k, root, root / "outputs" / "noise" / f"seed{k}")
+    write_json(root / paths["noise"], {"profile": params["profile"], "code_version": code_version(),
+                                       "seeds": sorted(rows), "seed_shift": SEED_SHIFT, "rows": spread(rows)})
+    print(f"wrote {paths['noise']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
