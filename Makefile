@@ -6,9 +6,15 @@ PATH := $(abspath $(VENV))/bin:$(PATH)
 export PATH
 # Each notebook kernel and torch itself use the machine's cores; keep BLAS from oversubscribing.
 export OMP_NUM_THREADS ?= 2
+# Bit-identical reruns: MKL may otherwise use fewer threads than asked when the machine is busy,
+# which changes the order of its sums (and the results) from run to run; and its GEMMs may take
+# alignment-dependent code paths unless conditional numerical reproducibility is strict.
+export MKL_DYNAMIC := FALSE
+export OMP_DYNAMIC := FALSE
+export MKL_CBWR := AUTO,STRICT
 export MPLBACKEND := Agg
 
-.PHONY: repro test data venv clean-venv
+.PHONY: repro test noise lab data venv clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +35,16 @@ repro: data
 
 test: data
 	python -m pytest -q
+
+# The seed spread of every BD-rate: stages 02–04 again with 2 more seeds (after `make repro`).
+noise: data
+	python -m vrlic.noise --seeds 2
+
+# Step through the notebooks: JupyterLab from the project's environment; jupytext opens the
+# notebooks/*.py sources as notebooks, and each parameters cell reads params.yaml's profile.
+lab: venv
+	@python -c "import jupyterlab" 2>/dev/null || python -m pip install --quiet 'jupyterlab>=4'
+	jupyter lab --notebook-dir=notebooks
 
 clean-venv:
 	rm -rf $(VENV)

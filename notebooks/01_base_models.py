@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from IPython.display import Image, display
 
-from vrlic.anchors import base_model_file, convergence_of, evaluate_anchors, rd_table, train_anchor, zoo_anchor
+from vrlic.anchors import base_model_file, checkpoint_anchor, convergence_of, evaluate_anchors, rd_table, train_anchor, zoo_anchor
 from vrlic.atomic import write_json
 from vrlic.bdrate import bd_summary, interval_text
 from vrlic.classical import classical_curves
@@ -44,7 +44,7 @@ profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["la
 figures = ROOT / paths["figures"] / "base_models"
 dev = pick_device(P["device"])
 torch.manual_seed(P.get("seed", 0))
-train_files, val_files = resolve_split(P["data"], ROOT)
+train_files, val_files = resolve_split(P["data"], ROOT, crop=P.get("crop"))
 print(f"profile {profile} · device {dev} · λ {lambdas}")
 print(f"{len(train_files)} training images: " + ", ".join(p.stem for p in train_files))
 print(f"{len(val_files)} validation images: " + ", ".join(p.stem for p in val_files))
@@ -72,8 +72,11 @@ elif P["source"] == "zoo":
     for arch in architectures:
         for q in P["qualities"]:
             anchors.append(zoo_anchor(arch, q, models_dir))
+elif P["source"] == "checkpoint":  # your own model: the base only (no anchors of its family)
+    for arch in architectures:
+        anchors.append(checkpoint_anchor(P["checkpoint"], arch, max(lambdas), models_dir))
 else:
-    raise ValueError(f"unknown source {P['source']!r}: train or zoo")
+    raise ValueError(f"unknown source {P['source']!r}: train, zoo or checkpoint")
 base = {arch: base_model_file(models_dir, arch, [a.lmbda for a in anchors if a.arch == arch]) for arch in architectures}
 
 # %% [markdown]
@@ -102,6 +105,13 @@ if convergence:
 
 # %%
 anchor_results = evaluate_anchors(anchors, val_files, dev)
+if P["source"] == "zoo" and P["data"]["source"] == "kodak" and P.get("reference_check", True):
+    # the downloaded images, weights and this evaluation code reproduce CompressAI's published
+    # Kodak results, quality by quality, or the stage stops naming the quality and the gap
+    from vrlic.reference import check_anchors
+
+    check_anchors(anchor_results, psnr_tol=P["reference_psnr_tol"], bpp_rtol=P["reference_bpp_rtol"])
+    print("zoo models on Kodak: every quality matches CompressAI's published results")
 classical = classical_curves(val_files)
 vs_jpeg = {arch: {m: bd_summary(classical["jpeg"], anchor_results[arch], m) for m in ("psnr-rgb", "ms-ssim-rgb")}
            for arch in anchor_results}

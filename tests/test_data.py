@@ -38,10 +38,10 @@ def test_unknown_image_and_missing_folder(tmp_path):
 
 
 def test_split_of_the_params(embedded, root):
-    from vrlic.params import load_params
+    from vrlic.params import load_params, stage_params
 
-    data = load_params(root / "params.yaml")["data"]["mini"]
-    train, val = resolve_split(data, root)
+    data = stage_params("base_models", load_params(root / "params.yaml"), "mini")["data"]
+    train, val = resolve_split({**data, "dir": str(embedded)}, root)
     assert {p.stem for p in val} == set(data["val"])
     assert not {p.stem for p in train} & {p.stem for p in val}, "train and validation images overlap"
 

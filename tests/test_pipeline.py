@@ -19,7 +19,7 @@ def _smoke_params(stage, root):
 
 
 STAGES = [("base_models", "01_base_models"), ("posttrain", "02_mgda_posttrain"), ("offsets", "03_offset_fitting"),
-          ("hyperlatent", "04_hyperlatent_ablation")]
+          ("hyperlatent", "04_hyperlatent_ablation"), ("figures", "05_figures")]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_stage04_ablation(smoke_run, root):
     assert json.loads((out / "results/hyperlatent.json").read_text())["z_share_percent"]
 
 
-def test_dvc_repro_smoke_profile(root, tmp_path):
+def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
     proj = copy_project(tmp_path / "proj")
     params_file = proj / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
@@ -101,3 +101,12 @@ def test_dvc_repro_smoke_profile(root, tmp_path):
     assert (proj / "results/ablation.csv").exists()
     st = subprocess.run(["dvc", "status", "-q"], cwd=proj, env=env)
     assert st.returncode == 0, "pipeline is stale right after dvc repro"
+    # Bit-identical reruns: the papermill run of the fixture and this `dvc repro` are two
+    # independent runs of the same code and parameters; every results file must match byte for byte
+    # (timings live in results/timings/, which is not compared).
+    out, _ = smoke_run
+    compared = sorted(p.relative_to(out) for p in (out / "results").rglob("*") if p.is_file()
+                      and p.suffix in (".json", ".csv", ".png") and "timings" not in p.parts)
+    assert len(compared) >= 6
+    differ = [str(p) for p in compared if (out / p).read_bytes() != (proj / p).read_bytes()]
+    assert not differ, f"results differ between two identical runs: {differ}"

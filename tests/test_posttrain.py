@@ -1,10 +1,14 @@
+import math
+
 import pytest
 import torch
 
+from vrlic import posttrain as pt
 from vrlic.data import CropSampler
+from vrlic.diagnostics import gradient_geometry, per_objective_gradients
 from vrlic.imageio import list_images
 from vrlic.models import build_model
-from vrlic.posttrain import PostTrainConfig, objectives, posttrain, trained_parameters
+from vrlic.posttrain import PostTrainConfig, make_state, objectives, posttrain, posttrain_iteration, trained_parameters
 from vrlic.interop import from_single_rate
 
 LAMBDAS = [0.0067, 0.05, 0.18]
@@ -69,13 +73,17 @@ def test_trained_parameter_selection():
 
 # --- the solver options (tiny model: N = M = 8, batches of 2 crops of 64²) --------------------------
 
-import math
-
-from vrlic import posttrain as pt
-from vrlic.diagnostics import gradient_geometry
-from vrlic.posttrain import make_state, posttrain_iteration
-
 REF = [0.5, 1.0, 1.5]  # stand-in reference losses for the excess normalisation
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tiny models gain nothing from a second thread, and on a shared, loaded machine two
+    threads spin against each other (conftest sets two): 3–10× slower here."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +142,11 @@ def test_every_solver_runs_through_the_same_loop(small_sampler, tmp_path, name):
         solver = cfg.solver_at(it)
         assert solver == (cfg.warmup if it < n_warm else cfg.moo)
         if solver in ("mgda", "cagrad"):
+            assert {"coef_0", "alpha_solved"} <= set(m), sorted(m)
+        if solver in ("mgda", "cagrad") and m["alpha_solved"]:
             # the cheap geometry of every solving iteration
-            assert {"gnorm_0", "gnorm_2", "cos_mean", "min_norm", "dir_norm", "coef_0"} <= set(m), sorted(m)
-            assert m["min_norm"] >= 0 and -1 <= m["cos_mean"] <= 1
+            assert {"gnorm_0", "gnorm_2", "cos_mean", "min_norm", "dir_norm"} <= set(m), sorted(m)
+            assert m["min_norm"] >= 0 and -1 <= m["cos_mean"] <= 1 + 1e-9
             assert sum(m[f"coef_{k}"] for k in range(3)) == pytest.approx(1.0, abs=1e-5)
             assert sum(m[f"weight_{k}"] for k in range(3)) == pytest.approx(1.0, abs=1e-5)
         if solver == "random":
@@ -184,7 +194,6 @@ def test_alpha_every_reuses_the_weights_with_one_backward_pass(small_sampler, mo
         assert len(calls) - n == (1 if it % 2 == 0 else 0)  # K gradients on solving iterations only
     assert [m["alpha_solved"] for m in logs] == [1.0, 0.0, 1.0, 0.0]
     assert torch.equal(coefs[0], coefs[1]) and torch.equal(coefs[2], coefs[3])
-    assert not torch.equal(coefs[1], coefs[2])
     assert "gnorm_0" in logs[0] and "gnorm_0" not in logs[1]  # geometry only where it was computed
 
 
@@ -228,40 +237,49 @@ def test_fingerprint_unchanged_for_the_earlier_fields():
     """At their defaults the new solver options stay out of the fingerprint: earlier checkpoints and
     finished models still match."""
     fp = _cfg().fingerprint()
-    assert set(fp) == {"arch", "lambdas", "iters", "moo", "normalization", "mgda_grads", "weights", "train",
-                       "train_gains", "offsets", "vr_hyper", "batch_size", "crop", "lr", "lr_gain", "lr_decay_at",
-                       "aux_lr", "clip_max_norm", "seed", "init", "extra"}
+    assert not set(fp) & (set(pt._LATER_DEFAULTS) | {"diagnostics", "ckpt_every"})
     assert _cfg(alpha_every=2).fingerprint()["alpha_every"] == 2
     assert _cfg(optimizer="sgd").fingerprint() != fp
 
 
-def _resume_cfg(**kw):
-    # iters 0-1: weighted-sum warm-up; 2: solve; 3: reuse; 4: solve, EMA with the weights saved at 4; 5: reuse
-    return _cfg(moo="mgda", normalization="l2", warmup_frac=1 / 3, alpha_ema=0.5, alpha_every=2, iters=6,
-                ckpt_every=2, seed=1, **kw)
+# mgda: iteration 0 is the weighted-sum warm-up; 1 solves; 2 reuses; 3 solves (EMA); the checkpoint
+# is written after 4 iterations; 4 reuses the saved weights; 5 solves, smoothed with the saved EMA state.
+RESUME = {"mgda-warmup-ema-every": dict(moo="mgda", normalization="l2", warmup_frac=1 / 6, alpha_ema=0.5, alpha_every=2),
+          "loss_balanced-sgd": dict(moo="loss_balanced", optimizer="sgd")}
 
 
-@pytest.mark.parametrize("opts", [dict(), dict(moo="loss_balanced", optimizer="sgd", warmup_frac=0.0)],
-                         ids=["mgda-warmup-ema-every", "loss_balanced-sgd"])
-def test_killed_run_resumes_to_the_same_weights(small_sampler, tmp_path, opts):
-    cfg = _resume_cfg(**opts)
+@pytest.mark.parametrize("name", list(RESUME))
+def test_killed_run_resumes_to_the_same_weights(small_sampler, tmp_path, name, monkeypatch):
+    cfg = _cfg(iters=6, ckpt_every=2, seed=1, **RESUME[name])
     straight = posttrain(_tiny(), cfg, small_sampler, tmp_path / "a.pt", progress=False)
     first = posttrain(_tiny(), cfg, small_sampler, tmp_path / "b.pt", progress=False, stop_after=5)
     assert first.iter == 5
     ckpt = torch.load(tmp_path / "b.pt", weights_only=False)
     assert ckpt["iter"] == 4 and ckpt["solver"], "the solver state must be in the checkpoint"
+    solves = []
+    real = pt._objective_grads
+    monkeypatch.setattr(pt, "_objective_grads", lambda *a: solves.append(1) or real(*a))
     resumed = posttrain(_tiny(), cfg, small_sampler, tmp_path / "b.pt", progress=False)
     assert resumed.iter == 6
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert straight.solver.keys() == resumed.solver.keys()
     for k, v in straight.solver.items():
         assert torch.equal(v, resumed.solver[k]), k
-    # without the solver state the resumed run would differ: the test can see a lost EMA / balance
+    # Without the solver state the resumed run would go another way, which this test would see:
+    # mgda solves at iteration 4 instead of reusing the saved weights (the tiny random model's
+    # per-rate gradients are nearly collinear, so its weights are often a vertex and the weights can
+    # coincide); loss_balanced fixes its weights on iteration 4's losses instead of iteration 0's.
     ckpt["solver"] = {}
     torch.save(ckpt, tmp_path / "c.pt")
+    n = len(solves)
     lost = posttrain(_tiny(), cfg, small_sampler, tmp_path / "c.pt", progress=False)
-    c = lost.model.state_dict()
-    assert any(not torch.equal(a[k], c[k]) for k in a)
+    if cfg.moo == "mgda":
+        assert (n, len(solves) - n) == (1, 2)
+    else:
+        assert not torch.equal(lost.solver["balance"], straight.solver["balance"])
+        c = lost.model.state_dict()
+        assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
 def test_gradient_geometry(small_sampler):
@@ -280,8 +298,6 @@ def test_gradient_geometry(small_sampler):
         assert torch.allclose(geom.cosine.diagonal(), torch.ones(3, dtype=torch.float64))
         assert geom.cagrad is not None and abs(float(geom.cagrad.sum()) - 1) < 1e-9
     # norms and losses of the mean gradient against a direct computation
-    from vrlic.diagnostics import per_objective_gradients
-
     params = [p for _, p in trained_parameters(model, "all")]
     grads, losses = [], []
     for i, x in enumerate(batches):

@@ -84,7 +84,7 @@ train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, iters=100000, 
 """
     proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, OMP_NUM_THREADS="1"))
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # generous: the child imports torch on a possibly busy machine
         step = 0
         while time.time() < deadline:
             time.sleep(0.5)

@@ -13,11 +13,13 @@ A file whose checksum is valid but whose header lies is refused too (``CodecErro
 
 * the image is at most ``MAX_SIDE`` (16384) pixels per side and ``MAX_PIXELS`` (2**26, 67 Mpx:
   a 64 MP phone photo passes) in all, for the encoder and the decoder alike, so a header cannot
-  make the decoder allocate for a 40000×40000 image;
+  make the decoder allocate for a 40000×40000 image (a genuine stream at the limit still costs
+  its decode memory, a few hundred bytes per pixel growing with N; ``decode(max_pixels=...)``
+  lowers the limit);
 * the flags (offsets, variable-rate hyper latent) must match the model's switches;
 * the step must be finite, positive and inside the model's usable range ``usable_range`` (the
   trained steps ``model.steps()`` widened by ``USABLE_FACTOR`` each way); encoding outside the
-  *trained* range warns (``OutOfRangeWarning``: the scale tables saturate) or, strictly, refuses;
+  *trained* range warns (``OutOfRangeWarning``) or, strictly, refuses;
 * the declared size fixes the latents' shapes, and both streams must be canonical for them: their
   symbols are decoded and re-encoded, and must give back the file's bytes. A 128×128 stream
   declared as 1024×1024 fails this (the hyper latent, decoded first and cheaply, already does).
@@ -51,15 +53,16 @@ _FLAG_OFFSETS, _FLAG_VR_HYPER = 1, 2
 
 MAX_SIDE = 16384
 MAX_PIXELS = 1 << 26
-# The usable steps: [min trained / USABLE_FACTOR, max trained × USABLE_FACTOR]. Quality degrades
-# gracefully outside the trained range (finer steps: more bits, the scale table saturates; coarser:
-# everything quantizes to the mean), so the bound only has to exclude absurd values (1e-30, 1e30)
-# whose gains overflow the networks; see ``OutOfRangeWarning`` for the trained range.
+# The usable steps: [min trained / USABLE_FACTOR, max trained × USABLE_FACTOR]. Wide on purpose:
+# finer steps cost bits (the scale table saturates) and coarser ones quantize everything toward the
+# mean, but neither breaks coding; the bound excludes absurd steps (1e-30, 1e30) whose gains
+# overflow the step-conditioned networks. Outside the trained range, encode warns (OutOfRangeWarning).
 USABLE_FACTOR = 64.0
 _PAD_DIVISOR = 64  # the codec pads images to multiples of 64 (the downsampling of y and z)
 _Y_DOWN, _Z_DOWN = 16, 64
-# |symbol| bound: CompressAI's bypass coder overflows (and its encoder loops forever) past 2**30
-_SYMBOL_LIMIT = 1 << 28
+# |symbol| bound for re-encoding: CompressAI's rANS encoder never returns for a bypass-coded value
+# of 2**28 or more (its chunk count shifts an int32 by 32 bits), i.e. a symbol near ±2**27
+_SYMBOL_LIMIT = 1 << 26
 
 
 class CodecError(ValueError):
@@ -76,9 +79,10 @@ class RateTargetError(ValueError):
 
 
 class OutOfRangeWarning(UserWarning):
-    """Encoding at a step outside the model's trained range: the entropy model's scale table
-    saturates there and rate–distortion degrades (``strict=True`` / ``vrlic encode --strict``
-    refuses instead)."""
+    """Encoding at a step outside the model's trained range: the step-conditioned parts (offsets
+    δ(σ, G), the hyper latent's step, the context's gain input) extrapolate there and the Gaussian
+    scale table saturates, so rate–distortion may degrade (``strict=True`` / ``vrlic encode
+    --strict`` refuses instead)."""
 
 
 @dataclass(frozen=True)
@@ -127,19 +131,23 @@ def usable_range(model) -> tuple[float, float]:
     return lo / USABLE_FACTOR, hi * USABLE_FACTOR
 
 
-def check_size(height: int, width: int) -> None:
-    """Refuse an image size beyond the codec's limits (``MAX_SIDE``, ``MAX_PIXELS``)."""
+def check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse an image size beyond the codec's limits (``MAX_SIDE``, ``max_pixels``)."""
     if height < 1 or width < 1:
         raise ValueError(f"empty image ({width}×{height})")
-    if max(height, width) > MAX_SIDE or height * width > MAX_PIXELS:
+    if max(height, width) > MAX_SIDE or height * width > max_pixels:
         raise ValueError(f"image size {width}×{height} exceeds the codec's limit ({MAX_SIDE} pixels per side, "
-                         f"{MAX_PIXELS} pixels in all)")
+                         f"{max_pixels} pixels in all)")
 
 
 def check_step(model, step: float, strict: bool = False, stacklevel: int = 2) -> None:
     """Refuse a step outside the usable range (or, with ``strict``, the trained range); warn
     with ``OutOfRangeWarning`` for one outside the trained range."""
-    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+    try:
+        step = float(step)
+    except (TypeError, ValueError):
+        raise StepRangeError(f"quantization step must be a number, got {step!r}") from None
+    if not (math.isfinite(step) and step > 0):
         raise StepRangeError(f"quantization step must be a finite positive number, got {step!r}")
     lo, hi = trained_range(model)
     ulo, uhi = usable_range(model)
@@ -148,8 +156,8 @@ def check_step(model, step: float, strict: bool = False, stacklevel: int = 2) ->
                              f"(trained steps {lo:.6g}..{hi:.6g}, ×/÷{USABLE_FACTOR:g})")
     # relative slack: steps derived from the float32 gain table (λ interpolation) round-trip inexactly
     if not lo * (1 - 1e-6) <= step <= hi * (1 + 1e-6):
-        msg = (f"step {step:.6g} is outside the trained range {lo:.6g}..{hi:.6g}: the scale tables saturate "
-               "and rate-distortion degrades")
+        msg = (f"step {step:.6g} is outside the trained range {lo:.6g}..{hi:.6g}: the step-conditioned networks "
+               "extrapolate and the scale table saturates, so rate-distortion may degrade")
         if strict:
             raise StepRangeError(msg + " (strict mode refuses it)")
         warnings.warn(msg, OutOfRangeWarning, stacklevel=stacklevel)
@@ -174,9 +182,8 @@ def encode(model, x: torch.Tensor, step: float, strict: bool = False) -> bytes:
     ``StepRangeError`` with ``strict``; outside the usable range it always raises.
     """
     _check_image(x)
-    step = float(step)
     check_step(model, step, strict, stacklevel=3)
-    return _encode(model, x, step)
+    return _encode(model, x, float(step))
 
 
 @torch.no_grad()
@@ -196,8 +203,11 @@ def _encode(model, x: torch.Tensor, step: float) -> bytes:
 
 
 # ----- decoding ------------------------------------------------------------------------------
-def read_header(data: bytes) -> Header:
-    """Parse and validate the container; raise CodecError with the reason."""
+def read_header(data: bytes, max_pixels: int = MAX_PIXELS) -> Header:
+    """Parse and validate the container; raise CodecError with the reason.
+
+    ``max_pixels`` lowers the size limit where decode memory is tight (decoding needs a few hundred
+    bytes per pixel, scaling with the model's width N: see benchmarks/large_image.py)."""
     if len(data) < 4 or data[:4] != MAGIC:
         raise CodecError("not a vrlic file (bad magic)")
     if len(data) < _HEAD.size + _CRC.size:
@@ -220,7 +230,7 @@ def read_header(data: bytes) -> Header:
     if not (math.isfinite(step) and step > 0):
         raise CodecError(f"invalid step size {step!r} in the header")
     try:
-        check_size(h, w)
+        check_size(h, w, max_pixels)
     except ValueError as e:
         raise CodecError(f"declared {e}") from None
     for name, n in (("hyper-latent (z)", lz), ("latent (y)", ly)):
@@ -253,10 +263,12 @@ def _padded(stream: bytes, n_symbols: int) -> bytes:
     return stream + bytes(4 * n_symbols + 4096)
 
 
-def _bounded(symbols, what: str, hdr: Header) -> None:
+def _bounded(symbols, what: str, hdr: Header) -> torch.Tensor:
+    """``symbols`` as a tensor, refused if any is beyond ``_SYMBOL_LIMIT``."""
     t = torch.as_tensor(symbols)
     if t.numel() and int(t.abs().max()) >= _SYMBOL_LIMIT:
         raise _unfit(what, hdr, "it decodes to out-of-range symbols")
+    return t
 
 
 def _unfit(what: str, hdr: Header, detail: str) -> CodecError:
@@ -283,14 +295,14 @@ def _tables(em) -> tuple[list[list[int]], list[int], list[int]]:
     return cached[1]
 
 
-def _decode_checked(coder, stream: bytes, indexes: list[int], tables, what: str, hdr: Header) -> list[int]:
-    """Symbols of ``stream``, which must be exactly their encoding (else CodecError)."""
+def _decode_checked(coder, stream: bytes, indexes: list[int], tables, what: str, hdr: Header) -> torch.Tensor:
+    """Symbols of ``stream`` (flat), which must be exactly their encoding (else CodecError)."""
     symbols = coder.decode_with_indexes(_padded(stream, len(indexes)), indexes, *tables)
-    _bounded(symbols, what, hdr)
+    t = _bounded(symbols, what, hdr)
     again = coder.encode_with_indexes(symbols, indexes, *tables)
     if again != stream:
         raise _mismatch(what, hdr, len(again), len(stream))
-    return symbols
+    return t
 
 
 def _decode_z(model, z: bytes, shape: tuple[int, int], zq, hdr: Header) -> torch.Tensor:
@@ -307,18 +319,15 @@ def _decode_y(model, y: bytes, z_hat: torch.Tensor, gain: torch.Tensor, hdr: Hea
     gc = model.gaussian_conditional
     tables = _tables(gc)
     if getattr(model, "autoregressive", False):
-        from compressai.ans import RansDecoder
-
-        from .wavefront import run_causal
+        from .wavefront import StreamDecoder, run_causal
 
         h, w = z_hat.shape[-2:]
-        dec = RansDecoder()
-        dec.set_stream(_padded(y, model.M * h * w * (_Z_DOWN // _Y_DOWN) ** 2))
+        stream = StreamDecoder(_padded(y, model.M * h * w * (_Z_DOWN // _Y_DOWN) ** 2), *tables)
 
         def decode(indexes: torch.Tensor) -> torch.Tensor:
-            vals = dec.decode_stream(indexes.reshape(-1).int().tolist(), *tables)
+            vals = stream(indexes)
             _bounded(vals, "latent (y)", hdr)  # before the values steer the context model
-            return torch.tensor(vals, device=indexes.device).reshape(indexes.shape)
+            return vals
 
         y_hat, _, syms, idxs = run_causal(model, model.h_s(z_hat), gain, decode=decode)
         symbols = torch.cat(syms, 1).reshape(-1).int().tolist()
@@ -328,20 +337,21 @@ def _decode_y(model, y: bytes, z_hat: torch.Tensor, gain: torch.Tensor, hdr: Hea
         return y_hat
     scales, means = model.hyper_params(z_hat)
     indexes = gc.build_indexes(scales * gain)
-    vals = _decode_checked(gc.entropy_coder, y, indexes.reshape(-1).int().tolist(), tables, "latent (y)", hdr)
-    q = torch.tensor(vals, dtype=torch.int32, device=indexes.device).reshape(indexes.shape).to(z_hat.dtype)
+    q = _decode_checked(gc.entropy_coder, y, indexes.reshape(-1).int().tolist(), tables, "latent (y)", hdr)
+    q = q.reshape(indexes.shape).to(device=indexes.device, dtype=z_hat.dtype)
     return model.dequantize(q, scales, means, gain)
 
 
 @torch.no_grad()
-def decode(model, data: bytes) -> torch.Tensor:
+def decode(model, data: bytes, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Decode a file written by ``encode`` with the same model; returns (3, H, W) in [0, 1].
 
-    Equal to ``model.decompress`` of the same streams, with the checks of the module docstring.
+    Equal to ``model.decompress`` of the same streams, with the checks of the module docstring
+    (``max_pixels``: see ``read_header``).
     """
     from .quantization import as_gain
 
-    hdr = read_header(data)
+    hdr = read_header(data, max_pixels)
     _check_against_model(model, hdr)
     _, _, _, _, _, _, _, _, lz, ly = _HEAD.unpack_from(data)
     z = data[_HEAD.size : _HEAD.size + lz]

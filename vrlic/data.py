@@ -53,13 +53,17 @@ def _matplotlib_file(name: str) -> Callable[[], Path]:
     return locate
 
 
-# name -> (package it ships in, locator). Only colour photographs of natural scenes.
+# name -> (package it ships in, locator): every colour photograph the installed packages ship
+# (a fundus photograph and a micrograph included; charts, drawings and greyscale images left out).
 EMBEDDED_SOURCES: dict[str, tuple[str, Callable[[], Path]]] = {
     "astronaut": ("scikit-image", _skimage_file("astronaut.png")),
     "chelsea": ("scikit-image", _skimage_file("chelsea.png")),
     "coffee": ("scikit-image", _skimage_file("coffee.png")),
     "rocket": ("scikit-image", _skimage_file("rocket.jpg")),
     "motorcycle": ("scikit-image", _skimage_file("motorcycle_left.png")),
+    "motorcycle_right": ("scikit-image", _skimage_file("motorcycle_right.png")),
+    "retina": ("scikit-image", _skimage_file("retina.jpg")),
+    "ihc": ("scikit-image", _skimage_file("ihc.png")),
     "hubble": ("scikit-image", _skimage_file("hubble_deep_field.jpg")),
     "china": ("scikit-learn", _sklearn_file("china.jpg")),
     "flower": ("scikit-learn", _sklearn_file("flower.jpg")),
@@ -161,26 +165,27 @@ class CropSampler:
         return out
 
 
-def resolve_split(data: dict, root: Path) -> tuple[list[Path], list[Path]]:
-    """Train and validation image files for a profile's ``data`` params."""
+def resolve_split(data: dict, root: Path, crop: int | None = None) -> tuple[list[Path], list[Path]]:
+    """Train and validation image files for a profile's ``data`` params. A missing, empty or
+    unreadable training folder is an error here, before any model is loaded."""
+    from .datasets import check_training_folder
+    from .paths import resolve
+
     source = data.get("source", "embedded")
     if source == "embedded":
         folder = root / data.get("dir", "data/embedded")
         verify_manifest(folder)
         return list_images(folder, data["train"]), list_images(folder, data["val"])
     if source == "folders":
-        from .paths import resolve
-
-        train = list_images(resolve(data["train_dir"], root))
+        train = check_training_folder(resolve(data["train_dir"], root) if data.get("train_dir") else None, crop)
         val = list_images(resolve(data["val_dir"], root))
         return train, val
     if source == "kodak":
         from .datasets import fetch_kodak
-        from .paths import resolve
 
-        if not data.get("train_dir"):
-            raise ValueError("the paper profile needs data.paper.train_dir: a folder of training images")
-        return list_images(resolve(data["train_dir"], root)), fetch_kodak(data.get("cache_dir"))
+        train = check_training_folder(resolve(data["train_dir"], root) if data.get("train_dir") else None, crop)
+        lock = resolve(data["kodak_lock"], root) if data.get("kodak_lock") else None
+        return train, fetch_kodak(data.get("cache_dir"), lock=lock)
     raise ValueError(f"unknown data source {source!r} (embedded, folders or kodak)")
 
 

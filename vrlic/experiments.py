@@ -249,6 +249,7 @@ def read_training_log(folder: str | Path):
 ABLATION_GRID = [
     ("weighted sum", False, False, False, "posttrain", "weighted_sum"),
     ("MGDA", True, False, False, "posttrain", "mgda"),
+    ("CAGrad", False, False, False, "posttrain", "cagrad"),
     ("MGDA, +steps on the decoder", True, False, False, "offsets", "decoder"),
     ("MGDA + offsets (same weights, offsets off)", True, False, False, "offsets", "offsets, switched off"),
     ("MGDA + offsets", True, True, False, "offsets", "offsets"),

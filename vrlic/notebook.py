@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .params import load_params, stage_params
+from .schema import validate
 from .paths import project_root
 
 _VOLATILE_META = ("papermill", "execution")
@@ -30,6 +31,9 @@ def scrub(nb) -> None:
         for key in _VOLATILE_META:
             cell.metadata.pop(key, None)
         if cell.get("cell_type") == "code":
+            # stderr carries library warnings with this machine's install paths: not part of the record
+            cell["outputs"] = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream"
+                                                                          and o.get("name") == "stderr")]
             for out in cell.get("outputs", []):
                 out.get("metadata", {}).pop("execution", None)
     nb.nbformat_minor = 4  # 4.5+ requires the cell ids we just removed
@@ -44,6 +48,11 @@ def run_notebook(source: str | os.PathLike, output: str | os.PathLike, parameter
     import papermill as pm
 
     jupyter_client.KernelManager.shutdown_wait_time = 1.0
+    # The kernel inherits this environment: fixed thread counts make its numbers independent of
+    # the machine's load (MKL would otherwise shrink its thread team when the machine is busy).
+    os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+    os.environ.setdefault("OMP_DYNAMIC", "FALSE")
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
     source, output = Path(source), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(source) if source.suffix == ".py" else nbformat.read(source, as_version=4)
@@ -70,9 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     root = project_root()
     params = load_params(root / "params.yaml")
-    stage_params(args.stage, params)  # fail here, before a kernel starts, on a bad stage or profile
+    try:  # fail here, in well under a second, before a kernel (and torch) starts
+        validate(params, root)
+        stage_params(args.stage, params)
+    except (ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     output = Path(args.output) if args.output else Path("outputs/notebooks") / (Path(args.source).stem + ".ipynb")
-    run_notebook(root / args.source, root / output, {"root": str(root)}, cwd=root)
+    # No parameters injected: the notebook finds the project root itself, so the executed copy
+    # holds no absolute path and is the same bytes in any clone.
+    run_notebook(root / args.source, root / output, {}, cwd=root)
     return 0
 
 

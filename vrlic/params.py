@@ -16,7 +16,7 @@ import yaml
 from .paths import project_root
 
 PROFILES = ("mini", "smoke", "paper")
-STAGES = ("base_models", "posttrain", "offsets", "hyperlatent")
+STAGES = ("base_models", "posttrain", "offsets", "hyperlatent", "figures")
 
 
 def load_params(path: str | os.PathLike | None = None) -> dict[str, Any]:

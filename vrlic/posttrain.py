@@ -24,9 +24,11 @@ with ``warmup`` (weighted_sum or random) instead. ``optimizer`` is Adam or SGD (
 ``nesterov``); the bottleneck quantiles keep their own Adam. Every MGDA-type iteration that solves
 logs the per-objective gradient norms (``gnorm_k``), the mean pairwise cosine (``cos_mean``), the
 min-norm value ‖Σ α_k ĝ_k‖ (``min_norm``), the norm of the combined raw direction (``dir_norm``)
-and the raw-loss weights (``coef_k``); ``diagnostics: true`` adds the cosine matrix and α under
-every normalisation (``vrlic.diagnostics``), for the weighted sums too (K extra backward passes on
-the logged iterations).
+and the raw-loss weights (``coef_k``); ``diagnostics: true`` adds the cosine matrix, α under
+every normalisation and CAGrad's weights (``vrlic.diagnostics``), and logs the geometry for
+weighted_sum and loss_balanced too (K extra backward passes, on the logged iterations only; not
+for random, which computes one rate per batch). ``diagnostics`` does not change the result and is
+not part of the fingerprint.
 
 Quantization in post-training is the released code's stage-2 set-up already: in training,
 ``VariableRateMixin.quantize_latent`` feeds the decoder a straight-through rounded ŷ and passes the

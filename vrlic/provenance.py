@@ -36,5 +36,7 @@ def environment() -> dict[str, str]:
 
 def stamp(stage: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The header every results file carries: stage, profile, the stage's parameters, the code."""
-    return {"stage": stage, "profile": params.get("profile"), "code_version": code_version(),
-            "params": {k: v for k, v in params.items() if k != "paths"}}
+    kept = {k: v for k, v in params.items() if k != "paths"}
+    if isinstance(kept.get("data"), Mapping):  # where the images sit is not what produced the numbers
+        kept["data"] = {k: v for k, v in kept["data"].items() if k != "dir"}
+    return {"stage": stage, "profile": params.get("profile"), "code_version": code_version(), "params": kept}

@@ -162,6 +162,60 @@ class VariableStepBottleneck(EntropyBottleneckVbr):
             z_noisy = z_hat = torch.round((z - medians) / zq) * zq + medians
         return z_hat, self.likelihood_at(z_noisy, zq)
 
+    def _pmf_to_cdf(self, pmf: torch.Tensor, tail_mass: torch.Tensor, pmf_length: torch.Tensor,
+                    max_length: int) -> torch.Tensor:
+        """The coder's quantized CDFs of all channels at once: the values of CompressAI's
+        per-channel C++ ``pmf_to_quantized_cdf`` (see ``quantized_cdfs``), without its loop."""
+        return self.quantized_cdfs(pmf, tail_mass, pmf_length, max_length, self.entropy_coder_precision)
+
+    @staticmethod
+    def quantized_cdfs(pmf: torch.Tensor, tail_mass: torch.Tensor, pmf_length: torch.Tensor, max_length: int,
+                       precision: int = 16) -> torch.Tensor:
+        """(C, max_length + 2) int32: row c is ``pmf_to_quantized_cdf(pmf[c, :n_c] + [tail_c])``
+        zero-padded, computed for all rows at once with the same integer arithmetic.
+
+        The C++ routine rounds p·2^p half away from zero, rescales the counts to 2^p, and then
+        gives every zero-frequency bin, in order, one unit taken from the bin of smallest
+        frequency > 1 (the first such bin on ties). A bin once chosen stays the smallest until it
+        is down to 1, so the thefts drain the eligible bins in (frequency, index) order — which a
+        sort and a cumulative sum reproduce. Its cost was quadratic in the table length per
+        channel (seconds for wide hyper-latent tables at a small Δz).
+        """
+        device = pmf.device
+        C = pmf.size(0)
+        n = pmf_length.reshape(-1).long().to(device) + 1  # symbols per row, tail included
+        width = max_length + 1
+        col = torch.arange(width, device=device).expand(C, width)
+        valid = col < n[:, None]
+        probs = torch.zeros(C, width, dtype=torch.float64, device=device)
+        probs[:, :max_length] = pmf[:, :max_length].double()
+        probs = torch.where(col < (n - 1)[:, None], probs, torch.zeros_like(probs))
+        probs.scatter_(1, (n - 1)[:, None], tail_mass.reshape(C, 1).double())
+        one = 1 << precision
+        # float32 p·2^p is exact; round half away from zero (p ≥ 0)
+        counts = torch.where(valid, torch.floor(probs * one + 0.5), torch.zeros_like(probs)).long()
+        total = counts.sum(1, keepdim=True)
+        if bool((total == 0).any()) or bool((probs[valid] < 0).any()) or not bool(torch.isfinite(probs).all()):
+            raise ValueError("invalid pmf: negative, non-finite or all-zero probabilities")
+        scaled = (one * counts) // total
+        cdf = torch.cat((torch.zeros(C, 1, dtype=torch.long, device=device), torch.cumsum(scaled, 1)), 1)
+        cdf.scatter_(1, n[:, None], torch.full((C, 1), one, dtype=torch.long, device=device))
+        freq = torch.where(valid, cdf[:, 1:] - cdf[:, :-1], torch.zeros_like(scaled))
+        zero = valid & (freq == 0)
+        need = zero.sum(1, keepdim=True)
+        eligible = valid & (freq > 1)
+        big = (one + 1) * (width + 1)
+        order = torch.argsort(torch.where(eligible, freq * (width + 1) + col, torch.full_like(freq, big)), dim=1)
+        cap = torch.where(eligible, freq - 1, torch.zeros_like(freq)).gather(1, order)
+        before = torch.cumsum(cap, 1) - cap
+        if bool((need > cap.sum(1, keepdim=True)).any()):
+            raise ValueError("invalid pmf: not enough probability mass to give every symbol a frequency")
+        take = torch.minimum((need - before).clamp_min(0), cap)
+        freq = freq - torch.zeros_like(freq).scatter_(1, order, take) + zero.long()
+        out = torch.cat((torch.zeros(C, 1, dtype=torch.long, device=device), torch.cumsum(freq, 1)), 1)
+        out = torch.where(torch.arange(width + 1, device=device) <= n[:, None], out, torch.zeros_like(out))
+        return out.to(torch.int32)
+
     def build_tables(self, zq: torch.Tensor | None) -> bool:
         """The coding tables for Δz (``None``: the fixed step)."""
         if zq is None:

@@ -18,6 +18,7 @@ includes the variable-rate bottleneck, and a model saved after ``update`` reload
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import torch
@@ -173,6 +174,7 @@ class VariableRateMixin:
     def update(self, scale_table=None, force: bool = False, step: float | torch.Tensor | None = None) -> bool:
         """Build the entropy tables; with ``vr_hyper`` the z tables depend on ``step``."""
         self._tables_key = None
+        self._table_cache = OrderedDict()
         updated = self.gaussian_conditional.update_scale_table(
             get_scale_table() if scale_table is None else scale_table, force=force)
         eb = self.entropy_bottleneck
@@ -190,20 +192,42 @@ class VariableRateMixin:
             update_registered_buffers(getattr(self, name), name, present, state_dict, policy="resize")
         return nn.Module.load_state_dict(self, state_dict, strict=strict)
 
+    TABLE_CACHE_SIZE = 8  # hyper-latent tables kept per model (one per Δz), least recently used dropped
+
+    def _bottleneck_signature(self) -> tuple:
+        """Identity and content of the bottleneck's parameters: changes whenever they do."""
+        params = [p.detach() for p in self.entropy_bottleneck.parameters()]
+        flat = torch.cat([p.reshape(-1) for p in params]).double()
+        return (tuple((p.data_ptr(), p._version) for p in params), float(flat.sum()), float((flat * flat).sum()))
+
     def prepare_tables(self, step: float | torch.Tensor) -> None:
         """Build the entropy tables needed at ``step``, reusing them while nothing changed.
 
         The Gaussian tables depend only on the fixed scale table; the bottleneck's depend on its
-        parameters and, with a variable-rate hyper latent, on the step.
+        parameters and, with a variable-rate hyper latent, on Δz(step): those are kept in a small
+        LRU cache keyed by Δz and the parameters, so returning to a step costs no rebuild.
         """
         eb = self.entropy_bottleneck
-        key = (float(step) if self.vr_hyper else None, tuple(p._version for p in eb.parameters()),
-               tuple(p.data_ptr() for p in eb.parameters()))
         if self.gaussian_conditional._quantized_cdf.numel() == 0:
             self.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
-        if getattr(self, "_tables_key", None) != key or eb._quantized_cdf.numel() == 0:
-            eb.build_tables(self.z_step(as_gain(step, self.Gain)) if self.vr_hyper else None)
-            self._tables_key = key
+        with torch.no_grad():
+            zq = self.z_step(as_gain(step, self.Gain)) if self.vr_hyper else None
+        key = (None if zq is None else float(zq), self._bottleneck_signature())
+        if getattr(self, "_tables_key", None) == key and eb._quantized_cdf.numel() > 0:
+            return
+        cache = getattr(self, "_table_cache", None)
+        if cache is None:
+            cache = self._table_cache = OrderedDict()
+        tables = cache.get(key)
+        if tables is None:
+            eb.build_tables(zq)
+            cache[key] = (eb._quantized_cdf.clone(), eb._offset.clone(), eb._cdf_length.clone())
+            while len(cache) > self.TABLE_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            eb._quantized_cdf, eb._offset, eb._cdf_length = tables
+            cache.move_to_end(key)
+        self._tables_key = key
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, step: float | torch.Tensor) -> dict[str, Any]:

@@ -25,6 +25,7 @@ main cost).
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -134,6 +135,35 @@ class _Layers:
         return h
 
 
+_WEIGHTS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _context_weights(model, hyper_channels: int):
+    """(taps, masked context weight as a (taps·M, 2M) matrix, entropy-parameter layers, first layer
+    split into its hyper part (weight, bias) and the transposed context part). Cached per model
+    while the weights are unchanged and no gradient is wanted (coding); rebuilt, differentiably,
+    otherwise."""
+    cp = model.context_prediction
+    sources = [cp.weight, cp.mask, *model.entropy_parameters.parameters()]
+    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in sources)
+    key = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for t in sources)
+    if not differentiable:
+        cached = _WEIGHTS.get(model)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    taps = causal_taps(cp.mask)
+    M = cp.weight.size(1)
+    # (2M, M, T) masked taps -> (T·M, 2M), rows tap-major
+    w = (cp.weight * cp.mask).flatten(2)[:, :, [i * cp.weight.size(-1) + j for i, j in taps]]
+    w_ctx = w.permute(2, 1, 0).reshape(len(taps) * M, -1)
+    layers = _Layers(model.entropy_parameters)
+    w1, b1 = layers.first()
+    out = (taps, w_ctx, layers, w1[:, :hyper_channels], b1, w1[:, hyper_channels:].t())
+    if not differentiable:
+        _WEIGHTS[model] = (key, out)  # the same tensors as uncached: forward and decoder agree bit for bit
+    return out
+
+
 def run_causal(model, params: torch.Tensor, gain: torch.Tensor, y: torch.Tensor | None = None,
                decode: Callable[[torch.Tensor], torch.Tensor] | None = None):
     """Run ``model``'s causal context model wave by wave over one batch of latents.
@@ -150,23 +180,15 @@ def run_causal(model, params: torch.Tensor, gain: torch.Tensor, y: torch.Tensor 
     B, C, H, W = params.shape
     M = model.M
     cp = model.context_prediction
-    k = cp.weight.size(-1)
-    pad = k // 2
-    taps = causal_taps(cp.mask)
+    pad = cp.weight.size(-1) // 2
+    taps, w_ctx, layers, w1_hyper, b1, w1_ctx_t = _context_weights(model, C)
     slope = pad + 1
     sched = schedule(H, W, slope)
     write, gather = _padded_indices(H, W, slope, pad, taps)
     training = model.training
     gc = model.gaussian_conditional
     T = len(taps)
-
-    # weights as matrices; every operation below is differentiable in training mode
-    w_ctx = torch.stack([cp.weight[:, :, i, j] * cp.mask[:, :, i, j] for i, j in taps], 0)  # (T, 2M, M)
-    w_ctx = w_ctx.permute(0, 2, 1).reshape(T * M, -1)  # (T·M, 2M), rows tap-major
     b_ctx = cp.bias + model.scale_to_context(gain.reshape(1, 1)).reshape(-1)
-    layers = _Layers(model.entropy_parameters)
-    w1, b1 = layers.first()
-    w1_hyper, w1_ctx_t = w1[:, :C], w1[:, C:].t()
 
     # per position, wave order, batch inside: (H·W, B, ·); a wave is a contiguous slice
     hyper = params.flatten(2).permute(2, 0, 1)[sched.order]

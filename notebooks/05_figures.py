@@ -1,0 +1,283 @@
+# %% [markdown]
+# # 05 — The final figures and tables
+#
+# Stages 01–04 each answered one question; this stage puts their answers side by side, as the
+# paper does. It trains nothing. It reads the results files of the earlier stages, measures the
+# **final variable-rate model** (MGDA post-training + quantization-reconstruction offsets +
+# variable-rate hyper latent: stage 04's `final_variant`) once more on a dense grid of step sizes,
+# and writes
+#
+# 1. the rate–distortion curves of every variant, the two single-rate references, JPEG and WebP
+#    (and, on the `paper` profile, CompressAI's published Kodak curves);
+# 2. the BD-rate table `bd_rates.csv` — architecture × variant × reference × metric, each with the
+#    per-image range, the seed spread (where `make noise` measured it) and a verdict;
+# 3. the BD-rate bar chart, and the BD-rate of each modification against the same model without it;
+# 4. the per-image curves and the per-image spread of the BD-rates;
+# 5. the step ↔ bpp curve, the learned offset surface δ(σ_q, Δ) and the hyper latent's share of
+#    the bits;
+# 6. crops decoded by the anchor and by the final model at the same bit rate;
+# 7. DVC's own files: `metrics.json` (headline BD-rates) and `plots/rd.csv`.
+#
+# **Reading a BD-rate.** In %, negative = fewer bits than the reference for the same quality.
+# "pchip" is the paper's number (mean curves over the validation images); "per image" is the same
+# computed image by image (median [min, max]). **The verdict rule**: an entry is *better* when the
+# BD-rate is negative on every validation image (per-image max < 0) *and* |pchip| exceeds both the
+# spread over post-training seeds and `min_effect` (0.5 %: smaller is too small to matter);
+# *worse* is the mirror image (per-image min > 0, same bar); *undefined* when the curves share less
+# than 75 % of their quality range (or none: no BD-rate); otherwise *no difference*. Without
+# `results/noise.json` the seed test is skipped (seed_spread is NaN) and the verdict rests on the
+# images alone. Every entry below 75 % overlap is also printed as a WARNING line: its BD-rate rests
+# on a sliver of the curves.
+
+# %% tags=["parameters"]
+root = None      # where outputs go (default: the project root)
+profile = None   # default: params.yaml's `profile`
+overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
+
+# %%
+import math
+from collections import Counter
+
+import pandas as pd
+from IPython.display import Image, display
+
+from vrlic import figures as F
+from vrlic.anchors import anchor_file
+from vrlic.codec import RateTargetError
+from vrlic.data import resolve_split
+from vrlic.device import pick_device
+from vrlic.experiments import variant_file
+from vrlic.params import notebook_params
+
+pd.set_option("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 200)
+ROOT, P = notebook_params("figures", root, profile, overrides)
+profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
+out = F.output_paths(ROOT, paths)
+figs = out["figures"]
+dev = pick_device(P.get("device", "auto"))
+final_variant = P.get("final_variant", "vr_z")           # stage 04's variant with all three modifications
+offsets_variant = P.get("offsets_variant", "offsets")    # stage 03's offsets model (figure 5)
+visual_images = P.get("visual_images", 2)                # first N validation images, or a list of names
+visual_lambda = P.get("visual_lambda")                   # anchor λ of figure 6 (None: the smallest)
+published_curves_too = P.get("published", profile == "paper")  # CompressAI's published Kodak curves
+min_effect = P.get("min_effect", F.MIN_EFFECT)           # % : a smaller BD-rate is "no difference"
+R = F.load_results(ROOT, paths)
+_, val_files = resolve_split(P["data"], ROOT)
+curves, refs = F.variant_curves(R), F.references(R)
+if R["anchors"].get("data") and [p.stem for p in val_files] != list(R["anchors"]["data"]):
+    print(f"WARNING: stage 01 measured the images {R['anchors']['data']}, this stage measures "
+          f"{[p.stem for p in val_files]}: the dense sweep and the examples are not on the references' images")
+print(f"profile {profile} · device {dev} · λ {lambdas} · {len(val_files)} validation images: "
+      + ", ".join(p.stem for p in val_files))
+print(f"seed spread: {'measured over seeds ' + str(R['noise'].get('seeds')) if R['noise'] else 'not measured (no noise.json; run `make noise`)'}")
+
+# %% [markdown]
+# ## The final model on a dense, continuous range of step sizes
+#
+# Stages 02–04 evaluated each model at its trained steps and a few in between. Here the final
+# model is measured (real rANS bitstreams, every validation image) at `dense_steps` log-spaced
+# steps from its smallest to its largest trained step, plus the trained steps themselves: one
+# model, one operating point per step size. Its BD-rates against both references follow (same
+# columns and verdict rule as the table of section 2; the seed spread is that of the final
+# variant, the same model measured at fewer steps).
+
+# %%
+final_label = F.label_of("hyperlatent", final_variant)
+final = {arch: variant_file(ROOT / paths["hyperlatent_models"], arch, final_variant) for arch in architectures}
+dense = {arch: F.dense_curve(path, val_files, P.get("dense_steps", 25), dev) for arch, path in final.items()}
+dense_bd = F.dense_bd(dense, refs)
+for arch, res in dense.items():
+    r = res["results"]
+    print(f"{arch}: {len(r['step'])} steps Δ ∈ [{min(r['step']):.3g}, {max(r['step']):.3g}] → "
+          f"{min(r['bpp']):.3f}–{max(r['bpp']):.3f} bpp, PSNR {min(r['psnr-rgb']):.2f}–{max(r['psnr-rgb']):.2f} dB")
+dense_rows = F.dense_table(dense_bd, R["noise"], final_label, min_effect)
+for line in F.overlap_warnings(dense_rows):
+    print(line)
+display(F.display_table(dense_rows, None))
+
+# %% [markdown]
+# ## 1 · Rate–distortion: every variant, both references, JPEG and WebP
+#
+# Black: the final model's dense sweep. Thin lines: every variant of the ablation (stages 02–04,
+# light to dark in the order the modifications are added). Large markers: the separately trained
+# anchors (● from scratch, stage 01; ◆ fine-tuned from the base model with the same budget, stage
+# 02). Grey: JPEG (dashed) and WebP (dash-dot), which run off the axes at high rates. On the
+# `paper` profile, dotted: CompressAI's published Kodak curves of its zoo models and of its own
+# variable-rate (VBR) models. MS-SSIM is drawn in dB, −10·log10(1 − MS-SSIM).
+
+# %%
+published = None
+if published_curves_too:
+    from vrlic.reference import published_curves
+
+    published = {"zoo": published_curves("zoo"), "vbr": published_curves("vbr")}
+long = F.rd_long(R, dense, published, final_label)
+F.write_rd_csv(long, out["plots"] / "rd.csv")
+for arch in architectures:
+    display(Image(filename=str(F.rd_figure(long, arch, figs / f"rd_{arch}.png"))))
+
+# %% [markdown]
+# ## 2 · The BD-rate table
+#
+# One row per architecture × variant × reference × metric (`bd_rates.csv` holds every column:
+# pchip and Akima on the mean curves, the overlap as a fraction, the low-/high-rate halves of the
+# overlapping quality range, the per-image median, min and max, the seed spread and the verdict).
+
+# %%
+table = F.bd_table(R["ablation"]["rows"], R["noise"], min_effect)
+F.write_csv(table, out["bd_rates"])
+warnings_ = F.overlap_warnings(table)
+for line in warnings_:
+    print(line)
+print(f"{len(warnings_)} of {len(table)} entries rest on less than {100 * F.MIN_OVERLAP:.0f} % overlap")
+display(F.display_table(table, "PSNR"))
+
+# %%
+display(F.display_table(table, "MS-SSIM"))
+counts = Counter(zip(table.reference, table.metric, table.verdict))
+for ref in dict.fromkeys(table.reference):
+    for metric in dict.fromkeys(table.metric):
+        print(f"vs {F.REFERENCE_LABEL[ref]}, {metric}: " +
+              ", ".join(f"{counts[(ref, metric, v)]} {v}" for v in F.VERDICTS if counts[(ref, metric, v)]))
+
+# %% [markdown]
+# ## 3 · What each modification buys
+#
+# The bars are the mean-curve BD-rates (pchip) of the table; the black bar spans the per-image
+# BD-rates (dot: their median); the orange band is ± the spread over post-training seeds (where
+# measured). Pale bars: "no difference" by the verdict rule.
+
+# %%
+display(Image(filename=str(F.bd_bar_figure(table, figs / "bd_rates.png"))))
+
+# %% [markdown]
+# Against the anchors every row also carries the distance the base model itself has to go. The
+# second chart takes it out: each modification is measured against the same pipeline without it,
+# **directly between the two curves** (BD-rate of the row with the modification against the row
+# without it, per image as well), each pair at the same training budget. Its seed spread is a
+# proxy: the spread over seeds of the difference of the two rows' BD-rates against the scratch
+# anchors. Written to `bd_contrasts.csv`, with the same verdict rule.
+
+# %%
+contrasts = F.contrast_table(curves, R["noise"], min_effect=min_effect)
+F.write_csv(contrasts, out["bd_contrasts"])
+for line in F.overlap_warnings(contrasts):
+    print(line)
+display(contrasts[contrasts.metric == "PSNR"][["arch", "what", "pchip", "image_median", "image_min", "image_max",
+                                                "overlap", "seed_spread", "verdict"]].round(2))
+display(Image(filename=str(F.contrast_figure(contrasts, figs / "bd_contrasts.png"))))
+
+# %% [markdown]
+# ## 4 · Image by image
+#
+# The final model's curve on each validation image, with that image's anchor points; then the
+# per-image BD-rates of every variant: how much of a mean BD-rate is one image.
+
+# %%
+display(Image(filename=str(F.per_image_rd_figure(dense, refs, figs / "per_image_rd.png"))))
+per_image = F.per_image_bd(curves)
+display(Image(filename=str(F.per_image_bd_figure(per_image, figs / "per_image_bd_psnr.png", "PSNR"))))
+display(Image(filename=str(F.per_image_bd_figure(per_image, figs / "per_image_bd_msssim.png", "MS-SSIM"))))
+
+# %% [markdown]
+# ## 5 · Continuity: the step ↔ bpp curve, the offset surface, the hyper latent's share
+#
+# A continuous variable-rate codec needs a rate that falls steadily as the step grows, between the
+# trained steps as well as at them.
+
+# %%
+display(Image(filename=str(F.step_bpp_figure(dense, figs / "step_bpp.png"))))
+mono = {arch: F.monotonicity(res) for arch, res in dense.items()}
+for arch, m in mono.items():
+    if m["strictly_decreasing"]:
+        print(f"{arch}: mean bpp is strictly decreasing in the step over all {m['n_steps']} steps", end="")
+    else:
+        print(f"{arch}: mean bpp is NOT strictly decreasing in the step: it stays level or rises between "
+              f"{m['not_decreasing_pairs']} of {m['n_steps'] - 1} pairs of neighbouring steps (largest rise "
+              f"{100 * m['max_rise']:.2f} %)", end="")
+    bad = m["images_not_strict"]
+    print(f"; per image: strictly decreasing on {m['n_images'] - len(bad)} of {m['n_images']} images"
+          + (f" (not on {', '.join(bad)})" if bad else ""))
+
+# %% [markdown]
+# The offset network of stage 03 (`offsets_variant`), as a surface: δ(σ_q, Δ) in steps toward
+# the mean, for every predicted std-dev σ_q (in steps) and every step size of the trained range.
+# Stage 03 compares it with the empirical bin centroids at the trained steps.
+
+# %%
+surfaces = {arch: F.offset_surface(variant_file(ROOT / paths["offsets_models"], arch, offsets_variant))
+            for arch in architectures}
+display(Image(filename=str(F.offset_surface_figure(surfaces, figs / "offset_surface.png"))))
+for arch, s in surfaces.items():
+    print(f"{arch}: δ ranges over [{s.delta.min():+.3f}, {s.delta.max():+.3f}] steps; at the smallest σ_q "
+          f"{s[s.sigma_q == s.sigma_q.min()].delta.mean():+.3f}, at the largest {s[s.sigma_q == s.sigma_q.max()].delta.mean():+.3f}")
+
+# %%
+share = F.z_share_table(R, dense)
+display(Image(filename=str(F.z_share_figure(share, figs / "z_share.png"))))
+z_low = {}
+for (arch, curve), g in share.groupby(["arch", "curve"], sort=False):
+    g = g.sort_values("bpp")
+    lo, hi = g.iloc[0], g.iloc[-1]
+    if curve == F.CURVE_VR:
+        z_low[arch] = float(lo.z_share)
+    print(f"{arch} · {curve}: z takes {lo.z_share:.1f} % of the bits at {lo.bpp:.3f} bpp, {hi.z_share:.1f} % at {hi.bpp:.3f} bpp")
+
+# %% [markdown]
+# ## 6 · At the same bit rate: anchor vs the one variable-rate model
+#
+# Each image is coded whole by the scratch anchor at `visual_lambda` (default: the smallest λ,
+# where artefacts show) and by the final model at the step that rate control
+# (`vrlic.codec.encode_to_bpp`) finds for the anchor's rate (at or just under it), then decoded with
+# `vrlic.codec.decode`. Shown: the `crop`×`crop` window with the most detail. bpp counts the
+# entropy-coded streams of both (the `.vrlc` container's constant header is left out).
+
+# %%
+lam = visual_lambda if visual_lambda is not None else min(lambdas)
+if not any(math.isclose(lam, l, rel_tol=1e-9) for l in lambdas):
+    raise ValueError(f"figures.visual_lambda {lam} is not one of the profile's λ {lambdas}: there is no anchor for it")
+wanted = visual_images
+images = val_files[:wanted] if isinstance(wanted, int) else [f for f in val_files if f.stem in set(wanted)]
+examples = []
+for img in images:
+    for arch in architectures:
+        try:
+            ex = F.visual_example(final[arch], anchor_file(ROOT / paths["base_models"], arch, lam), img,
+                                   P.get("crop", 192), dev)
+        except RateTargetError as e:  # the final model cannot go as low as the anchor's rate
+            print(f"{img.stem} · {arch}: no example — {e}")
+            continue
+        examples.append({**ex, "arch": arch})
+        print(f"{img.stem} · {arch}: anchor λ={lam:g} {ex['anchor_bpp']:.3f} bpp {ex['anchor_psnr']:.2f} dB; "
+              f"final model Δ={ex['vr_step']:.3g} {ex['vr_bpp']:.3f} bpp {ex['vr_psnr']:.2f} dB "
+              f"({ex['vr_psnr'] - ex['anchor_psnr']:+.2f} dB)"
+              + ("" if ex["vr_in_trained_range"] else " — step outside the trained range")
+              + ("" if ex["vr_converged"] else " — rate control did not reach within 1 % of the target"))
+if examples:
+    display(Image(filename=str(F.visual_figure(examples, figs / "visual.png"))))
+
+# %% [markdown]
+# ## 7 · DVC's files, and the headline numbers
+#
+# `metrics.json`: for every architecture and variant the mean-curve BD-rate (pchip) against each
+# reference and metric, the final model's dense sweep against both, each modification's own
+# BD-rate, whether bpp falls strictly with the step, and z's share at the lowest rate —
+# `dvc metrics show` / `dvc metrics diff` read it. `plots/rd.csv` holds every RD point
+# (arch, curve, bpp, psnr, msssim) for `dvc plots`.
+
+# %%
+m = F.metrics(table, contrasts, dense_bd, mono, z_low)
+F.write_metrics(m, out["metrics"])
+for arch in architectures:
+    ps = table[(table.arch == arch) & (table.metric == "PSNR")]
+    fin = ps[ps.variant == final_label].set_index("reference")
+    scored = ps[(ps.reference == "scratch") & ps.pchip.notna()]
+    best = scored.sort_values("pchip").iloc[0] if len(scored) else None
+    print(f"{arch}:")
+    for ref, r in fin.iterrows():
+        print(f"  final model vs {F.REFERENCE_LABEL[ref]}: {r.pchip:+.1f} % (per image {r.image_median:+.1f} "
+              f"[{r.image_min:+.1f}, {r.image_max:+.1f}]) → {r.verdict}")
+    if best is not None:
+        print(f"  lowest BD-rate vs the scratch anchors: {best.variant} ({best.pchip:+.1f} %, {best.verdict})")
+    for r in contrasts[(contrasts.arch == arch) & (contrasts.metric == "PSNR")].itertuples():
+        print(f"  {r.what}: {r.pchip:+.1f} % (per image {r.image_median:+.1f} [{r.image_min:+.1f}, {r.image_max:+.1f}]) → {r.verdict}")

@@ -1,0 +1,240 @@
+"""Stage 05 (vrlic.figures): the BD-rate table and its verdicts, the DVC files, and every figure,
+on tiny synthetic results (no training)."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vrlic import figures as F
+from vrlic.bdrate import bd_summary
+from vrlic.experiments import ABLATION_GRID, ablation_rows
+
+IMAGES = ("kodim01", "kodim02", "kodim03")
+ARCHS = ("bmshj2018-hyperprior", "mbt2018-mean")
+
+
+def _curve(bpp, img_scale=None, psnr_shift=0.0, steps=None, name="c"):
+    """A CompressAI-shaped result: PSNR = 32 + 5·log2(bpp) per image; ``img_scale`` multiplies each
+    image's bpp (a BD-rate of (scale − 1)·100 % against an unscaled curve)."""
+    img_scale = img_scale or {i: 1.0 for i in IMAGES}
+    per = {}
+    for k, img in enumerate(IMAGES):
+        b = np.asarray(bpp) * (1 + 0.3 * k)
+        psnr = 32 + 5 * np.log2(b) - 2 * k + psnr_shift
+        per[img] = {"bpp": list(b * img_scale[img]), "psnr-rgb": list(psnr),
+                    "ms-ssim-rgb": list(1 - 10 ** (-(psnr - 18) / 10))}
+    res = {"bpp": list(np.mean([p["bpp"] for p in per.values()], 0)),
+           "psnr-rgb": list(np.mean([p["psnr-rgb"] for p in per.values()], 0)),
+           "ms-ssim-rgb": list(np.mean([p["ms-ssim-rgb"] for p in per.values()], 0))}
+    if steps is not None:
+        res["step"] = list(steps)
+        res["bpp_z"] = [0.05 * b / (1 + s) for b, s in zip(res["bpp"], steps)]
+        res["trained"] = [i % 2 == 0 for i in range(len(steps))]
+    return {"name": name, "description": "synthetic", "results": res, "per_image": per}
+
+
+ANCHOR_BPP = [0.15, 0.3, 0.6, 1.2]
+VR_BPP = list(np.geomspace(0.14, 1.25, 7))
+VR_STEPS = list(np.geomspace(4.0, 1.0, 7))
+# BD-rate per image of each ablation row against the scratch anchors (finetuned: +5 points)
+SCALES = {"weighted sum": (1.20, 1.25, 1.30),                       # worse on every image
+          "MGDA": (0.90, 1.05, 0.95),                                # images disagree: no difference
+          "MGDA, +steps on the decoder": (1.10, 1.10, 1.10),
+          "MGDA + offsets (same weights, offsets off)": (1.12, 1.12, 1.12),
+          "MGDA + offsets": (1.02, 1.03, 1.04),
+          "MGDA + offsets, +steps, fixed z": (0.90, 0.92, 0.94),
+          "MGDA + offsets + VR hyper latent": (0.80, 0.85, 0.82)}     # better on every image
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Results of stages 01–04 as the notebooks write them (with ``bd`` summaries and ablation rows)."""
+    anchors = {a: _curve(ANCHOR_BPP, name="anchors") for a in ARCHS}
+    for a in anchors.values():
+        a["results"]["lmbda"] = [0.0018, 0.0067, 0.025, 0.18]
+    finetuned = {a: _curve(ANCHOR_BPP, psnr_shift=0.2, name="ft") for a in ARCHS}
+    stage = {"posttrain": {}, "offsets": {}, "hyperlatent": {}}
+    for label, _, _, _, key, variant in ABLATION_GRID:
+        for arch in ARCHS:
+            res = _curve(VR_BPP, dict(zip(IMAGES, SCALES.get(label, (1.05, 1.0, 1.1)))), steps=VR_STEPS, name=label)
+            res["bd_rate_vs_anchors"] = {}
+            res["bd"] = {"scratch": {m: bd_summary(anchors[arch], res, m) for m in F.METRICS},
+                         "finetuned": {m: bd_summary(finetuned[arch], res, m) for m in F.METRICS}}
+            stage[key].setdefault(arch, {})[variant] = res
+    rows = ablation_rows(stage)
+    classical = {"jpeg": _curve([0.3, 0.8, 2.0, 4.0], psnr_shift=-4), "webp": _curve([0.2, 0.6, 1.5, 3.0], psnr_shift=-2)}
+    return {"anchors": {"models": anchors}, "classical": {"codecs": classical},
+            "posttrain": {"models": stage["posttrain"], "finetuned_anchors": finetuned},
+            "offsets": {"models": stage["offsets"]}, "hyperlatent": {"models": stage["hyperlatent"]},
+            "ablation": {"rows": rows}, "noise": None}
+
+
+@pytest.fixture(scope="module")
+def dense():
+    steps = list(np.geomspace(4.0, 1.0, 12))
+    return {a: _curve(list(np.geomspace(0.14, 1.25, 12)), dict(zip(IMAGES, (0.8, 0.85, 0.82))),
+                      steps=steps, name=F.CURVE_VR) for a in ARCHS}
+
+
+def test_verdict_rule():
+    assert F.verdict(-10, -14, -3) == "better"
+    assert F.verdict(10, 3, 14) == "worse"
+    assert F.verdict(-10, -14, 2) == "no difference"          # one image needs more bits
+    assert F.verdict(-10, -14, -3, spread=12) == "no difference"  # the seeds move it by more than its size
+    assert F.verdict(-10, -14, -3, spread=4) == "better"
+    assert F.verdict(3, 1, 5, spread=math.nan) == "worse"    # spread not measured: that test is skipped
+    assert F.verdict(0.3, 0.1, 0.5) == "no difference"       # below MIN_EFFECT
+    assert F.verdict(0.3, 0.1, 0.5, min_effect=0.1) == "worse"
+    assert F.verdict(math.nan, -1, -1) == "undefined"
+    assert F.verdict(-10, -14, -3, overlap=0.5) == "undefined"  # BD-rate on a sliver of the curves
+    assert F.verdict(-1, math.nan, math.nan) == "no difference"  # no per-image BD-rates: no claim
+
+
+def test_bd_table(synthetic):
+    t = F.bd_table(synthetic["ablation"]["rows"])
+    assert list(t.columns) == list(F.TABLE_COLUMNS)
+    assert len(t) == len(ARCHS) * len(ABLATION_GRID) * 2 * 2
+    assert set(t.verdict) <= set(F.VERDICTS) and t.seed_spread.isna().all()
+    ps = t[(t.reference == "scratch") & (t.metric == "PSNR") & (t.arch == ARCHS[0])].set_index("variant")
+    assert ps.loc["weighted sum", "verdict"] == "worse"
+    assert ps.loc["MGDA", "verdict"] == "no difference"
+    assert ps.loc["MGDA + offsets + VR hyper latent", "verdict"] == "better"
+    assert ps.loc["MGDA + offsets + VR hyper latent", "image_min"] == pytest.approx(-20, abs=0.5)
+    assert ps.loc["weighted sum", "image_max"] == pytest.approx(30, abs=0.5)
+    disp = F.display_table(t)
+    assert (disp.metric == "PSNR").all() and "verdict" in disp
+
+
+def test_seed_spread_changes_the_verdict(synthetic):
+    rows = synthetic["ablation"]["rows"]
+    label = "MGDA + offsets + VR hyper latent"
+    noise = {"rows": {f"{a}|{label}": {"scratch_psnr_pchip": {"values": {"0": -17.0, "1": -40.0}, "spread": 23.0}}
+                      for a in ARCHS}}
+    t = F.bd_table(rows, noise)
+    hit = t[(t.variant == label) & (t.reference == "scratch") & (t.metric == "PSNR")]
+    assert (hit.seed_spread == 23.0).all() and (hit.verdict == "no difference").all()
+    other = t[(t.variant == label) & (t.reference == "finetuned")]
+    assert other.seed_spread.isna().all()
+
+
+def test_overlap_warnings(synthetic):
+    t = F.bd_table(synthetic["ablation"]["rows"])
+    assert F.overlap_warnings(t) == []
+    t.loc[0, "overlap"] = 0.5
+    t.loc[1, ["overlap", "pchip"]] = [0.0, math.nan]
+    lines = F.overlap_warnings(t)
+    assert len(lines) == 2 and all(l.startswith("WARNING") for l in lines)
+    assert "50 %" in lines[0] and "do not overlap" in lines[1]
+    rows = json.loads(json.dumps(synthetic["ablation"]["rows"]))
+    rows[0]["scratch_psnr_overlap"] = 0.5
+    assert F.bd_table(rows).verdict.iloc[0] == "undefined"
+
+
+def test_contrasts_and_metrics(synthetic, dense, tmp_path):
+    curves = F.variant_curves(synthetic)
+    assert list(curves[ARCHS[0]]) == [g[0] for g in ABLATION_GRID]
+    c = F.contrast_table(curves)
+    assert len(c) == len(ARCHS) * len(F.CONTRASTS) * 2
+    vz = c[(c.contrast == "vr_z_vs_fixed_z") & (c.metric == "PSNR")]
+    assert (vz.pchip < 0).all() and (vz.verdict == "better").all()
+    refs = F.references(synthetic)
+    dbd = F.dense_bd(dense, refs)
+    mono = {a: F.monotonicity(d) for a, d in dense.items()}
+    m = F.metrics(F.bd_table(synthetic["ablation"]["rows"]), c, dbd, mono, {a: 3.2 for a in ARCHS})
+    out = F.write_metrics(m, tmp_path / "metrics.json")
+    back = json.loads(out.read_text())
+    assert set(back[ARCHS[0]]["vr_z"]) == {"bd_scratch_psnr", "bd_scratch_msssim", "bd_finetuned_psnr", "bd_finetuned_msssim"}
+    assert back[ARCHS[0]]["vr_z"]["bd_scratch_psnr"] < 0 < back[ARCHS[0]]["weighted_sum"]["bd_scratch_psnr"]
+    assert "offsets_switched_off" in back[ARCHS[0]] and back[ARCHS[0]]["step_bpp_strictly_decreasing"] is True
+    assert back[ARCHS[0]]["contrasts"]["mgda_vs_weighted_sum"]["bd_psnr"] < 0
+    assert F._clean({"x": math.nan})["x"] is None  # JSON has no NaN: DVC reads null
+
+
+def test_rd_long_and_csv(synthetic, dense, tmp_path):
+    long = F.rd_long(synthetic, dense)
+    kinds = set(long.kind)
+    assert kinds == {"vr", "variant", "anchor", "classical"}
+    assert F.FINAL_LABEL not in set(long.curve)  # the dense sweep stands for it
+    path = F.write_rd_csv(long, tmp_path / "plots" / "rd.csv")
+    df = pd.read_csv(path)
+    assert list(df.columns) == ["arch", "curve", "bpp", "psnr", "msssim"] and len(df) == len(long)
+
+
+def test_dense_steps_and_monotonicity(dense):
+    s = F.dense_steps([0.5, 1.0, 2.0, 4.0], 5)
+    assert s[0] == 0.5 and s[-1] == 4.0 and all(t in s for t in (1.0, 2.0)) and s == sorted(s)
+    assert len(s) == 7  # 5 log-spaced (0.5, 0.84, 1.41, 2.38, 4) + the trained 1 and 2
+    m = F.monotonicity(dense[ARCHS[0]])
+    assert m["strictly_decreasing"] and m["images_not_strict"] == [] and m["not_decreasing_pairs"] == 0
+    bad = json.loads(json.dumps(dense[ARCHS[0]]))
+    bad["per_image"]["kodim02"]["bpp"][3] = bad["per_image"]["kodim02"]["bpp"][4]
+    bad["results"]["bpp"][5] = bad["results"]["bpp"][6] * 1.1
+    m = F.monotonicity(bad)
+    assert m["images_not_strict"] == ["kodim02"] and not m["strictly_decreasing"]
+    assert m["not_decreasing_pairs"] == 1 and m["max_rise"] == pytest.approx(0.1)
+
+
+def test_dense_table(synthetic, dense):
+    t = F.dense_table(F.dense_bd(dense, F.references(synthetic)))
+    assert list(t.columns) == list(F.TABLE_COLUMNS) and len(t) == len(ARCHS) * 2 * 2
+    assert (t.variant == F.CURVE_VR).all() and (t[t.metric == "PSNR"].verdict == "better").all()
+
+
+def _png(path):
+    assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    return path
+
+
+def test_every_figure_writes_a_png(synthetic, dense, tmp_path):
+    import torch
+
+    long = F.rd_long(synthetic, dense)
+    _png(F.rd_figure(long, ARCHS[0], tmp_path / "rd.png"))
+    table = F.bd_table(synthetic["ablation"]["rows"])
+    _png(F.bd_bar_figure(table, tmp_path / "bars.png"))
+    curves = F.variant_curves(synthetic)
+    _png(F.contrast_figure(F.contrast_table(curves), tmp_path / "contrasts.png"))
+    refs = F.references(synthetic)
+    _png(F.per_image_rd_figure(dense, refs, tmp_path / "per_image_rd.png"))
+    per = F.per_image_bd(curves)
+    assert len(per) == len(ARCHS) * len(ABLATION_GRID) * 2 * 2 * len(IMAGES)
+    _png(F.per_image_bd_figure(per, tmp_path / "per_image_bd.png"))
+    _png(F.step_bpp_figure(dense, tmp_path / "step_bpp.png"))
+    sig, st = np.geomspace(0.11, 64, 20), np.geomspace(0.5, 4, 6)
+    surf = pd.DataFrame([{"step": s, "sigma_q": q, "delta": 0.3 / (1 + q) * s} for s in st for q in sig])
+    surf.attrs["trained_steps"] = [0.5, 4.0]
+    _png(F.offset_surface_figure({ARCHS[0]: surf}, tmp_path / "offsets.png"))
+    share = F.z_share_table(synthetic, dense)
+    assert set(share.curve) == {F.CURVE_VR, "variable-rate z (stage 04)", "fixed-step z (stage 04)"}
+    _png(F.z_share_figure(share, tmp_path / "z_share.png"))
+    g = torch.linspace(0, 1, 48)
+    img = torch.stack([g.expand(48, 48), g.expand(48, 48).T, torch.full((48, 48), 0.5)])
+    ex = {"image": "kodim01", "arch": ARCHS[0], "lmbda": 0.0067, "crop_box": (0, 0, 48), "original": img,
+          "anchor": img * 0.9, "vr": img * 0.95, "anchor_bpp": 0.4, "anchor_psnr": 30.1, "anchor_psnr_crop": 29.0,
+          "vr_bpp": 0.39, "vr_psnr": 30.4, "vr_psnr_crop": 29.5, "vr_step": 2.1, "vr_in_trained_range": True}
+    _png(F.visual_figure([ex], tmp_path / "visual.png"))
+
+
+def test_visual_example_and_offset_surface_on_tiny_models(tmp_path):
+    """The codec path of figure 6 and the offset grid of figure 5 on untrained 8-channel models."""
+    import torch
+
+    from vrlic.imageio import save_image
+    from vrlic.interop import from_single_rate
+    from vrlic.models import build_model, save_model
+
+    torch.manual_seed(0)
+    base = build_model("bmshj2018-hyperprior", 8, 8).eval()
+    save_model(base, "bmshj2018-hyperprior", tmp_path / "anchor.pth.tar", lmbda=0.18)
+    vr = from_single_rate(base, "bmshj2018-hyperprior", lambdas=[0.0067, 0.18], vr_hyper=False, offsets=True,
+                          train_gains=False)
+    save_model(vr, "bmshj2018-hyperprior", tmp_path / "vr.pth.tar")
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    save_image(torch.stack([xx, yy, (xx * yy * 7).sin().abs()]), tmp_path / "img.png")
+    ex = F.visual_example(tmp_path / "vr.pth.tar", tmp_path / "anchor.pth.tar", tmp_path / "img.png", crop=64)
+    assert ex["original"].shape == (3, 64, 64) and ex["vr"].shape == ex["anchor"].shape == (3, 64, 64)
+    assert ex["vr_bpp"] <= ex["anchor_bpp"] + 1e-9 and math.isfinite(ex["vr_psnr"]) and ex["lmbda"] == 0.18
+    surf = F.offset_surface(tmp_path / "vr.pth.tar", n_steps=4, sigmas=np.geomspace(0.11, 64, 5))
+    assert len(surf) == 20 and surf.attrs["trained_steps"] == sorted(surf.attrs["trained_steps"])
