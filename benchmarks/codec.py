@@ -334,14 +334,16 @@ def main() -> int:
                          "768x512 image at 0.5-1.1 bpp; the trained steps 1..10 give all-zero symbols)")
     ap.add_argument("--rate-steps", type=float, nargs="*", default=[0.05, 0.2, 1.0],
                     help="paper scale: steps for the rate-estimate check (random weights give small latents)")
+    ap.add_argument("--rate-only", action="store_true", help="paper scale: only the rate-estimate check")
     ap.add_argument("--targets", type=float, nargs="+", default=None, help="mini: bpp targets for rate control")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args()
     report: dict = {}
     if a.scale in ("paper", "all"):
-        report["paper"] = bench_paper(a)
+        report["paper"] = {} if a.rate_only else bench_paper(a)
         if a.rate_steps:
             x = test_image(*(int(v) for v in a.sizes[0].split("x")))
+            torch.set_num_threads(a.threads[-1])
             report["paper"]["rate_estimate"] = {}
             for arch in a.arch:
                 gap = rate_gap(paper_model(arch), [x], a.rate_steps)

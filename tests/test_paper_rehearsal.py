@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from fakezoo import fake_zoo_small  # noqa: F401  (fixture)
+from fakezoo import fake_zoo_small, fakezoo_store  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 

@@ -74,7 +74,9 @@ def test_schema_knows_the_architectures_and_the_posttrain_fields():
 
 
 def test_dvc_stage_command_stops_fast_on_a_bad_value(root, tmp_path):
-    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text().replace("iters: 2500", "iters: many", 1))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["base_models"]["iters"] = "many"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "vrlic.notebook", "notebooks/01_base_models.py", "--stage", "base_models"],
