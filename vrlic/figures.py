@@ -32,6 +32,7 @@ The verdict rule (``verdict``), one entry at a time:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -704,6 +705,17 @@ def per_image_bd(curves: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["arch", "variant", "reference", "metric", "image", "bd"])
 
 
+@contextlib.contextmanager
+def _global_numpy_seed(seed: int):
+    """Seed numpy's global generator for a block and restore its state afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def per_image_bd_figure(per_image: pd.DataFrame, path: str | os.PathLike, metric: str = "PSNR") -> Path:
     """Figure 4b: the distribution of per-image BD-rates of every variant (box + points), against
     both references, one panel per architecture."""
@@ -721,7 +733,10 @@ def per_image_bd_figure(per_image: pd.DataFrame, path: str | os.PathLike, metric
         if not sub.empty:
             kw = dict(data=sub, x="bd", y="variant", hue="reference", order=order, hue_order=hue_order, palette=pal, ax=ax)
             sns.boxplot(**kw, dodge=True, fliersize=0, width=0.7, boxprops={"alpha": 0.35}, legend=False)
-            sns.stripplot(**kw, dodge=True, size=4, jitter=0.15, edgecolor="white", linewidth=0.4)
+            # seaborn draws the jitter from numpy's global generator: fix it here, so the figure
+            # does not depend on what ran before in the process (two runs give the same bytes)
+            with _global_numpy_seed(0):
+                sns.stripplot(**kw, dodge=True, size=4, jitter=0.15, edgecolor="white", linewidth=0.4)
         ax.axvline(0, color="0.2", lw=0.9)
         ax.set(title=arch, xlabel=f"per-image BD-rate, {metric} (%)", ylabel="")
         if ax.get_legend() is not None:
