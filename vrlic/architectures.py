@@ -1,8 +1,8 @@
 """The one registry of the three architectures the paper builds on.
 
 Every other module asks this registry for an architecture's single-rate class, its variable-rate
-class, CompressAI's reference VBR class, its file-format id and its zoo weight files; no other
-module keys a map by architecture name.
+class, CompressAI's reference VBR class, its file-format id, its zoo weight files and its published
+results files; no other module keys a map by architecture name.
 """
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ class Architecture:
     compressai_vbr: str  # "module:Class" (CompressAI's reference variable-rate class)
     zoo_hash8: tuple[str, ...]  # SHA-256 prefixes of the zoo's mse weights, qualities 1..8
     vr_hyper_default: bool  # CompressAI's mbt2018-vbr keeps the hyper latent's step fixed
+
+    @property
+    def published_results(self) -> dict[str, str]:
+        """CompressAI's published Kodak results files (in ``reference/compressai-kodak-results``):
+        the zoo's single-rate models (qualities 1–8) and the VBR model."""
+        return {"zoo": f"compressai-{self.name}_mse_ans_cuda.json", "vbr": f"{self.name}-vbr-ans.json"}
 
     @staticmethod
     def _load(spec: str) -> type:

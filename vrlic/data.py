@@ -161,8 +161,13 @@ class CropSampler:
             patch = img[:, top : top + self.crop, left : left + self.crop]
             if torch.rand(1, generator=g) < 0.5:
                 patch = patch.flip(-1)
-            out[b] = patch
+            out[b] = self._as_float(patch)
         return out
+
+    @staticmethod
+    def _as_float(patch: torch.Tensor) -> torch.Tensor:
+        """The stored pixels as floats in [0, 1] (a subclass may store them more compactly)."""
+        return patch
 
 
 def resolve_split(data: dict, root: Path, crop: int | None = None) -> tuple[list[Path], list[Path]]:

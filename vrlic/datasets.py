@@ -237,20 +237,9 @@ class CompactCropSampler(CropSampler):
             images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
         return cls(images, crop, batch_size, seed)
 
-    def batch(self, step: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        out = torch.empty(self.batch_size, 3, self.crop, self.crop)
-        idx = torch.randint(len(self.images), (self.batch_size,), generator=g)
-        for b, i in enumerate(idx.tolist()):
-            img = self.images[i]
-            h, w = img.shape[-2:]
-            top = int(torch.randint(h - self.crop + 1, (1,), generator=g))
-            left = int(torch.randint(w - self.crop + 1, (1,), generator=g))
-            patch = img[:, top : top + self.crop, left : left + self.crop]
-            if torch.rand(1, generator=g) < 0.5:
-                patch = patch.flip(-1)
-            out[b] = patch.float().div_(255.0)
-        return out
+    @staticmethod
+    def _as_float(patch: torch.Tensor) -> torch.Tensor:
+        return patch.float().div_(255.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

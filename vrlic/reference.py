@@ -23,18 +23,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from . import architectures
 from .quantization import PAPER_LAMBDAS
 
-ZOO_FILES = {
-    "bmshj2018-hyperprior": "compressai-bmshj2018-hyperprior_mse_ans_cuda.json",
-    "mbt2018-mean": "compressai-mbt2018-mean_mse_ans_cuda.json",
-    "mbt2018": "compressai-mbt2018_mse_ans_cuda.json",
-}
-VBR_FILES = {
-    "bmshj2018-hyperprior": "bmshj2018-hyperprior-vbr-ans.json",
-    "mbt2018-mean": "mbt2018-mean-vbr-ans.json",
-    "mbt2018": "mbt2018-vbr-ans.json",
-}
 PSNR_TOL = 0.05  # dB
 BPP_RTOL = 0.005  # relative
 
@@ -58,12 +49,9 @@ def reference_dir(folder: str | os.PathLike | None = None) -> Path:
 
 def load_published(arch: str, kind: str = "zoo", folder: str | os.PathLike | None = None) -> dict[str, Any]:
     """The published results JSON of ``arch``: ``kind="zoo"`` (qualities 1–8, in order) or ``"vbr"``."""
-    files = {"zoo": ZOO_FILES, "vbr": VBR_FILES}.get(kind)
-    if files is None:
+    if kind not in ("zoo", "vbr"):
         raise ValueError(f"kind must be zoo or vbr, got {kind!r}")
-    if arch not in files:
-        raise KeyError(f"no published {kind} results for {arch!r} (have: {', '.join(files)})")
-    path = reference_dir(folder) / files[arch]
+    path = reference_dir(folder) / architectures.get(arch).published_results[kind]
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: the published results ship in reference/compressai-kodak-results/")
     res = json.loads(path.read_text())
@@ -75,7 +63,7 @@ def load_published(arch: str, kind: str = "zoo", folder: str | os.PathLike | Non
 
 def published_curves(kind: str = "zoo", folder: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
     """{arch: published results JSON} for the three architectures."""
-    return {arch: load_published(arch, kind, folder) for arch in ZOO_FILES}
+    return {arch: load_published(arch, kind, folder) for arch in architectures.ARCHITECTURES}
 
 
 def quality_of_lambda(lmbda: float) -> int:
