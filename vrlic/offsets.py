@@ -125,18 +125,19 @@ def fit_to_centroids(model, files: Sequence, steps: Sequence[float], iters: int 
 def fit_or_reuse(start: str | os.PathLike, fitted: str | os.PathLike, arch: str, train_files: Sequence,
                  seed: int = 0) -> dict[str, float]:
     """The centroid fit of ``start``'s offset network, written to ``fitted`` (offsets on); reused
-    while ``fitted`` was fitted from the same starting weights."""
+    while ``fitted`` was fitted from the same starting weights by the same code."""
     from .models import load_model, save_model
+    from .provenance import code_version
 
     model, meta = load_model(start)
     fitted = Path(fitted)
     if fitted.exists():
         done = torch.load(fitted, weights_only=False)
-        if done.get("init") == meta["fingerprint"]:
+        if done.get("init") == meta["fingerprint"] and done.get("code") == code_version():
             return done["fit"]
     model.offsets = True
     fit = fit_to_centroids(model, train_files, sorted(model.steps().tolist()), seed=seed)
-    save_model(model, arch, fitted, init=meta["fingerprint"], fit=fit)
+    save_model(model, arch, fitted, init=meta["fingerprint"], fit=fit, code=code_version())
     return fit
 
 

@@ -134,14 +134,18 @@ class PostTrainConfig:
             raise ValueError(f"alpha_every must be an integer ≥ 1, got {self.alpha_every}")
 
     def fingerprint(self) -> dict[str, Any]:
-        """What determines the result: every field but ``ckpt_every`` and ``diagnostics``; the solver
-        options added later are left out at their defaults, so earlier checkpoints and models still match."""
+        """What determines the result: every field but ``ckpt_every`` and ``diagnostics`` (the solver
+        options added later are left out at their defaults), and the code version: a training
+        checkpoint of other code never resumes (as ``TrainConfig.fingerprint``)."""
+        from .provenance import code_version
+
         d = asdict(self)
         d.pop("ckpt_every")
         d.pop("diagnostics")
         for name, default in _LATER_DEFAULTS.items():
             if d[name] == default:
                 d.pop(name)
+        d["code"] = code_version()
         return d
 
     def warmup_iters(self) -> int:

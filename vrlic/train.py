@@ -115,13 +115,14 @@ class TrainingState:
         path = Path(path)
         if not path.exists():
             return False
+        shown = f"{path.parent.name}/{path.name}"  # no absolute path in executed notebooks
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # a corrupt checkpoint is not fatal: start again, say so
-            print(f"warning: ignoring unreadable checkpoint {path}: {e}")
+            print(f"warning: ignoring unreadable checkpoint {shown}: {e}")
             return False
         if ckpt.get("config") != self.fingerprint:
-            print(f"note: {path} was trained with another configuration; starting afresh")
+            print(f"note: {shown} was trained with another configuration; starting afresh")
             return False
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["opt"])
