@@ -69,6 +69,10 @@ if R["anchors"].get("data") and [p.stem for p in val_files] != list(R["anchors"]
           f"{[p.stem for p in val_files]}: the dense sweep and the examples are not on the references' images")
 print(f"profile {profile} · device {dev} · λ {lambdas} · {len(val_files)} validation images: "
       + ", ".join(p.stem for p in val_files))
+if R["noise"] and (R["noise"].get("profile"), R["noise"].get("code_version")) != (profile, R["ablation"].get("code_version")):
+    # a seed spread of another profile or of other code says nothing about these numbers
+    print(f"results/noise.json is of profile {R['noise'].get('profile')}, code {R['noise'].get('code_version')}: ignored")
+    R["noise"] = None
 print(f"seed spread: {'measured over seeds ' + str(R['noise'].get('seeds')) if R['noise'] else 'not measured (no noise.json; run `make noise`)'}")
 
 # %% [markdown]

@@ -657,7 +657,7 @@ def contrast_figure(contrasts: pd.DataFrame, path: str | os.PathLike) -> Path:
                              squeeze=False, sharey=True)
     for ax, metric in zip(axes[0], metrics):
         _bars(ax, contrasts[contrasts.metric == metric], "what", "arch", pal)
-        ax.set(title=metric, xlabel="BD-rate of the modification (%)   ← fewer bits · more bits →")
+        ax.set(title=metric, xlabel="BD-rate of the modification (%)\n← fewer bits · more bits →")
     fig.suptitle("What each modification buys on its own (each pair differs in that modification only)")
     _bar_legend(fig, archs, pal)
     return _save(fig, path)
@@ -933,8 +933,8 @@ def visual_figure(examples: Sequence[Mapping[str, Any]], path: str | os.PathLike
         titles = [f"{ex['image']}: original\n(crop {size}×{size} at y={top}, x={left})",
                   f"{ex.get('arch', '')} anchor λ={lam:g}\n{ex['anchor_bpp']:.3f} bpp · {ex['anchor_psnr']:.2f} dB "
                   f"(crop {ex['anchor_psnr_crop']:.2f} dB)" if lam is not None else "anchor",
-                  f"{ex.get('arch', '')} final VR model, Δ={ex['vr_step']:.3g}"
-                  f"{'' if ex.get('vr_in_trained_range', True) else ' (outside trained range)'}\n"
+                  f"{ex.get('arch', '')} final VR model\nΔ={ex['vr_step']:.3g}"
+                  f"{'' if ex.get('vr_in_trained_range', True) else ' (outside the trained range)'}\n"
                   f"{ex['vr_bpp']:.3f} bpp · {ex['vr_psnr']:.2f} dB (crop {ex['vr_psnr_crop']:.2f} dB)"]
         for ax, key, title in zip(row, ("original", "anchor", "vr"), titles):
             ax.imshow(ex[key].permute(1, 2, 0).numpy(), interpolation="nearest")

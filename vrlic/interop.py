@@ -38,7 +38,11 @@ def _vbr_key(key: str) -> str:
 def from_single_rate(base: nn.Module, arch: str, **kwargs) -> nn.Module:
     """Wrap a trained single-rate model: its weights, plus the variable-rate modules at their
     neutral initialisation (no offset, Δz = 1), so at G = 1 it is the base model."""
-    model = build_vr_model(arch, int(base.N), int(base.M), **kwargs)
+    # The variable-rate modules' hidden layers are drawn at random: from a fixed seed, so that the
+    # start does not depend on what ran before in the process (a resumed earlier variant, say).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_vr_model(arch, int(base.N), int(base.M), **kwargs)
     state = {_vbr_key(k): v for k, v in base.state_dict().items() if not k.endswith(_TABLES + ("scale_table",))}
     try:
         missing, unexpected = nn.Module.load_state_dict(model, state, strict=False)
