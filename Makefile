@@ -44,7 +44,7 @@ noise: data
 # notebooks/*.py sources as notebooks, and each parameters cell reads params.yaml's profile.
 lab: venv
 	@python -c "import jupyterlab" 2>/dev/null || python -m pip install --quiet 'jupyterlab>=4'
-	jupyter lab --notebook-dir=notebooks
+	jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)  # containers often run as root
 
 clean-venv:
 	rm -rf $(VENV)
