@@ -30,6 +30,18 @@ def embedded(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread is faster than two on a shared, busy machine (where two OpenMP
+    threads wait on each other). A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     import torch

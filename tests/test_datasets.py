@@ -12,13 +12,7 @@ from vrlic.datasets import (KODAK_NAMES, CompactCropSampler, check_training_fold
 from vrlic.download import DownloadError, LockMismatch, sha256_file
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.one_thread)
 
 
 def test_kodak_first_use_records_then_verifies(fake_zoo_small, tmp_path):

@@ -8,16 +8,7 @@ from fakezoo import fake_zoo, fake_zoo_small, fakezoo_store  # noqa: F401 (fixtu
 from vrlic import zoo
 from vrlic.download import DownloadError
 
-pytestmark = pytest.mark.filterwarnings("ignore:zoo weights are checked against the override registry")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.filterwarnings("ignore:zoo weights are checked against the override registry"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.mark.parametrize("arch,quality,cls,NM", [

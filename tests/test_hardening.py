@@ -44,14 +44,7 @@ def craft(data: bytes, **fields) -> bytes:
     return body + struct.pack(">I", zlib.crc32(body))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # one thread: on a shared, busy machine two OpenMP threads wait on each other (the thread test
-    # sets its own counts)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.one_thread)
 
 
 @pytest.fixture(scope="module")

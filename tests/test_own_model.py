@@ -11,13 +11,7 @@ from vrlic.models import build_model, load_checkpoint_base, load_model, save_mod
 ARCHS = ["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.one_thread)
 
 
 def same_weights(a, b):

@@ -76,14 +76,7 @@ def test_trained_parameter_selection():
 REF = [0.5, 1.0, 1.5]  # stand-in reference losses for the excess normalisation
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny models gain nothing from a second thread, and on a shared, loaded machine two
-    threads spin against each other (conftest sets two): 3–10× slower here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.one_thread)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,7 @@ from vrlic.reference import (ReferenceMismatch, check_against_published, check_a
 ARCHS = ["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-pytestmark = pytest.mark.filterwarnings("ignore:zoo weights are checked against the override registry")
+pytestmark = [pytest.mark.filterwarnings("ignore:zoo weights are checked against the override registry"), pytest.mark.usefixtures("one_thread")]
 
 
 def as_measured(arch):
