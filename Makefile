@@ -14,7 +14,7 @@ export OMP_DYNAMIC := FALSE
 export MKL_CBWR := AUTO,STRICT
 export MPLBACKEND := Agg
 
-.PHONY: repro test noise lab data venv clean-venv
+.PHONY: repro test noise solvers lab data venv clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,17 @@ repro: data
 test: data
 	python -m pytest -q
 
-# The seed spread of every BD-rate: stages 02–04 again with 2 more seeds (after `make repro`).
+# The seed spread of every BD-rate: stages 02–04 again with 2 more seeds (after `make repro`),
+# side by side with one thread each; then stage 05 is redrawn with it.
 noise: data
-	python -m vrlic.noise --seeds 2
+	python -m vrlic.noise --seeds 2 --jobs 2
+	dvc repro -f -s figures
+
+# The solver study (after `make noise`): every solver of params.yaml's `solvers:` from the same base,
+# at equal iterations, for each seed → results/solvers.{json,csv}; then stage 05 is redrawn.
+solvers: data
+	python -m vrlic.solvers --jobs 2
+	dvc repro -f -s figures
 
 # Step through the notebooks: JupyterLab from the project's environment; jupytext opens the
 # notebooks/*.py sources as notebooks, and each parameters cell reads params.yaml's profile.

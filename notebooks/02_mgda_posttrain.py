@@ -14,13 +14,10 @@
 # parameter below:
 #
 # * **parameters trained**: the whole network, starting from the base model (`train: all`);
-# * **gradient normalisation**: `loss+` (Sener & Koltun: $g_k / (L_k \lVert g_k\rVert)$). Measured on
-#   the mini profile (BD-rate PSNR vs the anchors, bmshj2018-hyperprior / mbt2018-mean):
-#   `loss+` +51 % / +19 %, `l2` +126 % / +26 %, the weighted sum +35 % / +9 %. With `loss+` the
-#   largest loss (λ = 0.18) has the shortest normalised gradient and α ≈ 1 sits on it for the
-#   whole run (see the α figure): in effect the top rate is post-trained and the others follow;
-#   with `l2` the compromise direction raised the rate at every step size. In our small budget
-#   MGDA does **not** beat the weighted sum — see the closing section;
+# * **gradient normalisation**: `loss+` (Sener & Koltun: $g_k / (L_k \lVert g_k\rVert)$), the faithful
+#   choice. Why MGDA with it puts almost all its weight on one rate is measured below (the gradient
+#   geometry), and every other normalisation and solver is compared at equal compute by the solver
+#   study (`make solvers`, `results/solvers.csv`, shown in stage 05);
 # * **gradients**: w.r.t. all trained parameters (`mgda_grads: params`, K backward passes), or
 #   MGDA-UB w.r.t. the shared latent y (`representation`: cheaper);
 # * **step-size table**: initialised as in the released code, fixed (`train_gains: false`, as
@@ -44,9 +41,10 @@ from vrlic.atomic import write_json
 from vrlic.anchors import evaluate_anchors, rd_table
 from vrlic.experiments import (bd_table, evaluate_variants, rd_long_table, read_training_log, run_variants,
                                stage_context, with_anchors)
-from vrlic.finetune import finetune_anchors
+from vrlic.diagnostics import geometry_summary
+from vrlic.finetune import finetune_anchors, reference_losses
 from vrlic.provenance import stamp
-from vrlic.plots import rd_by_arch, save_figure
+from vrlic.plots import cosine_figure, geometry_figure, rd_by_arch, save_figure
 
 from vrlic.params import notebook_params
 
@@ -71,6 +69,9 @@ ft = finetune_anchors(base_for, architectures, lambdas, common, ctx.sampler, ROO
                       ctx.device, log_dir=ROOT / paths["posttrain_logs"])
 ctx.finetuned = evaluate_anchors(ft, ctx.val_files, ctx.device)
 display(rd_table(ctx.finetuned)[["arch", "lmbda", "bpp", "psnr-rgb", "ms-ssim-rgb"]].round(4))
+# L*_k of the excess normalisation: each fine-tuned anchor's training loss at its own λ
+ref_losses = {arch: reference_losses([a for a in ft if a.arch == arch], ctx.sampler, ctx.device) for arch in architectures}
+print("reference losses L*_k:", {a: [round(v, 4) for v in r] for a, r in ref_losses.items()})
 
 # %% [markdown]
 # ## Post-training
@@ -81,7 +82,7 @@ display(rd_table(ctx.finetuned)[["arch", "lmbda", "bpp", "psnr-rgb", "ms-ssim-rg
 
 # %%
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas}, lambda arch, _: base_for(arch),
-                    paths["posttrain_models"], paths["posttrain_logs"])
+                    paths["posttrain_models"], paths["posttrain_logs"], ref_losses=ref_losses)
 
 # %% [markdown]
 # ## The objectives and the MGDA weights over training
@@ -105,6 +106,41 @@ if not logs.empty:
     display(Image(filename=str(figures / "alpha.png")))
 
 # %% [markdown]
+# ## Why MGDA weights the rates as it does: the gradient geometry
+#
+# MGDA's weights depend only on the Gram matrix of the (normalised) per-rate gradients. With
+# `diagnostics: true` (which changes no result) every logged iteration of the MGDA run records the
+# raw gradient norms ‖g_k‖, their pairwise cosines, and the α that MGDA would choose under each
+# normalisation, all from the same Gram matrix. Two mechanisms could make MGDA collapse onto one
+# rate: **scale** (when the gradients point nearly the same way, the min-norm point is simply the
+# shortest normalised gradient, so the normalisation alone picks the winner), and
+# **Pareto-stationarity** of the base (a minimiser of the top rate's loss gives a zero min-norm
+# point, so MGDA has no step to take). The numbers below tell them apart: near-1 cosines with a
+# min-norm value far from 0 mean scale; a min-norm value near 0 means stationarity.
+
+# %%
+geometry = {}
+for (arch, name) in runs:
+    log = logs[(logs.arch == arch) & (logs.variant == name)]
+    summary = geometry_summary(log, len(lambdas))
+    if summary:
+        geometry.setdefault(arch, {})[name] = summary
+mgda_geometry = {a: by["mgda"] for a, by in geometry.items() if "mgda" in by}
+if mgda_geometry:
+    geo = logs[logs.variant == "mgda"]
+    display(Image(filename=str(geometry_figure(geo, lambdas, figures / "geometry.png"))))
+    display(Image(filename=str(cosine_figure(mgda_geometry, lambdas, figures / "cosines.png"))))
+    rows = []
+    for arch, g in mgda_geometry.items():
+        for window in ("start", "end"):
+            w = g[window]
+            rows.append({"arch": arch, "window": window, "‖g_k‖": " ".join(f"{v:.1f}" for v in w["grad_norms"]),
+                         "mean cos": round(w["mean_cosine"], 2),
+                         **{f"α {n}": " ".join(f"{v:.2f}" for v in a) for n, a in w["alpha"].items()},
+                         "min-norm loss+": round(w["min_norm"]["loss+"], 3)})
+    display(pd.DataFrame(rows))
+
+# %% [markdown]
 # ## Rate–distortion with real bitstreams, next to the anchors
 #
 # Each post-trained model is evaluated at its trained step sizes and at `between` log-spaced
@@ -116,7 +152,8 @@ if not logs.empty:
 # %%
 curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, between=P["between"])
 write_json(ROOT / paths["posttrain"], {**stamp("posttrain", P), "data": [p.stem for p in ctx.val_files],
-                                       "finetuned_anchors": ctx.finetuned, "models": curves})
+                                       "finetuned_anchors": ctx.finetuned, "reference_losses": ref_losses,
+                                       "geometry_summary": geometry, "models": curves})
 write_json(ROOT / paths["timings"] / "posttrain.json", {f"{a}/{n}": {"seconds": s, "seconds_per_iter": s / common["iters"]}
                                                        for (a, n), (_, s) in runs.items()})
 display(bd_table(curves, "PSNR"))
@@ -126,14 +163,20 @@ display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anc
 # %% [markdown]
 # ## Reading the results
 #
-# On the mini profile MGDA loses to the plain weighted sum with the same budget. Two reasons we can
-# see: with Adam the *magnitude* of the MGDA direction (small when the objectives conflict) is
-# normalised away, so what is left is a direction biased toward one objective; and 300 iterations are
-# too few for the per-iteration balance to matter. The paper's claim may well need its scale (and its
-# unpublished choices); the switches are here to test it on the `paper` profile.
-#
-# The anchors are K separately trained models; the post-trained curves are **one** model each.
-# A BD-rate near zero means the single variable-rate model matches the anchors; the difference
-# between `mgda` and `weighted_sum` (same budget, same data, same start) is what the
-# multi-objective direction buys. The points between the trained steps show that the rate is
-# continuous: any step size in the trained range gives a sensible operating point.
+# The anchors are K separately trained (or fine-tuned) models; the post-trained curves are **one**
+# model each. A BD-rate near zero means the single variable-rate model matches the anchors; the
+# difference between `mgda` and `weighted_sum` (same budget, same data, same start) is what the
+# multi-objective direction buys, and is only read as real in stage 05, against the seed spread of
+# `make noise`. The points between the trained steps show that the rate is continuous: any step size
+# in the trained range gives a sensible operating point. Adam rescales whatever direction MGDA
+# returns to a full-size step per parameter, so the shrinking step that makes MGDA a descent method
+# near a Pareto-stationary point is lost; the SGD row of the solver study tests that.
+
+# %%
+for arch, g in mgda_geometry.items():
+    s, e = g["start"], g["end"]
+    top = max(range(len(lambdas)), key=lambda k: s["alpha"]["loss+"][k])
+    print(f"{arch}: mean cosine {s['mean_cosine']:.2f} at the start, {e['mean_cosine']:.2f} at the end; "
+          f"loss+ puts α = {s['alpha']['loss+'][top]:.2f} on λ = {lambdas[top]:g} at the start "
+          f"({e['alpha']['loss+'][top]:.2f} at the end); its min-norm value is {s['min_norm']['loss+']:.3f} → "
+          f"{e['min_norm']['loss+']:.3f} ({'never near 0: not stationary' if min(s['min_norm']['loss+'], e['min_norm']['loss+']) > 0.05 else 'near 0: Pareto-stationary'})")

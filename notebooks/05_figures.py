@@ -69,10 +69,6 @@ if R["anchors"].get("data") and [p.stem for p in val_files] != list(R["anchors"]
           f"{[p.stem for p in val_files]}: the dense sweep and the examples are not on the references' images")
 print(f"profile {profile} · device {dev} · λ {lambdas} · {len(val_files)} validation images: "
       + ", ".join(p.stem for p in val_files))
-if R["noise"] and (R["noise"].get("profile"), R["noise"].get("code_version")) != (profile, R["ablation"].get("code_version")):
-    # a seed spread of another profile or of other code says nothing about these numbers
-    print(f"results/noise.json is of profile {R['noise'].get('profile')}, code {R['noise'].get('code_version')}: ignored")
-    R["noise"] = None
 print(f"seed spread: {'measured over seeds ' + str(R['noise'].get('seeds')) if R['noise'] else 'not measured (no noise.json; run `make noise`)'}")
 
 # %% [markdown]
@@ -170,6 +166,41 @@ for line in F.overlap_warnings(contrasts):
 display(contrasts[contrasts.metric == "PSNR"][["arch", "what", "pchip", "image_median", "image_min", "image_max",
                                                 "overlap", "seed_spread", "verdict"]].round(2))
 display(Image(filename=str(F.contrast_figure(contrasts, figs / "bd_contrasts.png"))))
+
+# %% [markdown]
+# ## 3b · Which multi-objective solver? The solver study
+#
+# `make solvers` post-trains the same base with every solver of `params.yaml`'s `solvers:` (MGDA
+# under each gradient normalisation, the released code's stage-2 set-up, SGD instead of Adam, a
+# weighted-sum warm-up, smoothed α, CAGrad, the loss-balanced sum, one random λ per batch), with
+# stage 02's iterations and batches, for each post-training seed. Each solver is compared with the
+# weighted sum **seed by seed** (same batches, same fine-tuned anchors: the reference's own noise
+# cancels). The dots are the per-seed differences, the bar their median, the grey band ± the larger
+# seed spread of the two rows; the verdict follows the rule above, with seeds in the role of images.
+# `cost` is backward passes per iteration (the weighted sum: 1).
+
+# %%
+if R["solvers"]:
+    summary = R["solvers"]["summary"]
+    st = pd.DataFrame([{"arch": e["arch"], "solver": e["solver"], "reference": e["reference"],
+                        "median": e["median"], "seed spread": e["seed_spread"], "overlap %": 100 * e["overlap"],
+                        "Δ vs weighted sum (median)": e["paired_median"],
+                        "Δ per seed": " / ".join(f"{v:+.1f}" for _, v in sorted(e["paired_diff"].items())),
+                        "margin (spreads)": e["margin_in_spreads"], "cost": e["passes_per_iter"], "verdict": e["verdict"]}
+                       for e in summary if e["metric"] == "psnr-rgb"])
+    display(st.round(2))
+    display(Image(filename=str(F.solvers_figure(summary, figs / "solvers.png"))))
+    for arch in architectures:
+        fin = [e for e in summary if e["arch"] == arch and e["reference"] == "finetuned" and e["metric"] == "psnr-rgb"
+               and e["verdict"] not in ("baseline", "no baseline")]
+        better = [e["solver"] for e in fin if e["verdict"] == "better"]
+        best = min((e for e in fin if math.isfinite(e["paired_median"])), key=lambda e: e["paired_median"], default=None)
+        print(f"{arch}: solvers better than the weighted sum beyond the seed spread (vs fine-tuned, PSNR): "
+              f"{', '.join(better) if better else 'none'}"
+              + (f"; lowest median difference: {best['solver']} {best['paired_median']:+.1f} points "
+                 f"({best['margin_in_spreads']:+.2f} seed spreads)" if best else ""))
+else:
+    print("solver study not run for this profile and code (`make solvers`)")
 
 # %% [markdown]
 # ## 4 · Image by image
@@ -272,6 +303,9 @@ if examples:
 # %%
 m = F.metrics(table, contrasts, dense_bd, mono, z_low)
 F.write_metrics(m, out["metrics"])
+# the README opens with these numbers: written here, never pasted by hand
+if F.update_readme(ROOT / "README.md", F.readme_block(table, profile, "results/figures/figures/bd_rates.png")):
+    print("README.md: results section rewritten")
 for arch in architectures:
     ps = table[(table.arch == arch) & (table.metric == "PSNR")]
     fin = ps[ps.variant == final_label].set_index("reference")

@@ -57,8 +57,14 @@ def test_stage02_posttrain(smoke_run, root):
         assert set(res["models"][arch]) == set(p["variants"])
         r = res["models"][arch]["mgda"]
         assert "bd_rate_vs_anchors" in r and len(r["results"]["step"]) == 2 * len(p["lambdas"]) - 1
-    for f in ("losses", "alpha", "rd"):
+    for f in ("losses", "alpha", "rd", "geometry", "cosines"):
         assert (out / f"results/figures/posttrain/{f}.png").exists()
+    k = len(p["lambdas"])
+    for arch in p["architectures"]:
+        assert len(res["reference_losses"][arch]) == k and all(v > 0 for v in res["reference_losses"][arch])
+        g = res["geometry_summary"][arch]["mgda"]
+        assert len(g["start"]["grad_norms"]) == k and set(g["end"]["alpha"]) == {"none", "l2", "loss", "loss+"}
+        assert abs(sum(g["end"]["alpha"]["loss+"]) - 1) < 1e-6
 
 
 def test_stage03_offsets(smoke_run):
@@ -110,3 +116,17 @@ def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
     assert len(compared) >= 6
     differ = [str(p) for p in compared if (out / p).read_bytes() != (proj / p).read_bytes()]
     assert not differ, f"results differ between two identical runs: {differ}"
+
+    # The solver study on the same project (seed 0 only on smoke): every solver lands in the table,
+    # the two that stage 02 trained are reused, and stage 05 draws it.
+    r = subprocess.run([sys.executable, "-m", "vrlic.solvers", "--jobs", "1"], cwd=proj, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    study = json.loads((proj / "results/solvers.json").read_text())
+    p = _smoke_params("solvers", root)
+    assert {(x["arch"], x["solver"]) for x in study["rows"]} == {(a, n) for a in p["architectures"] for n in p["variants"]}
+    assert not (proj / "outputs/solvers/seed0" / p["architectures"][0] / "mgda.pth.tar").exists()  # reused
+    assert {e["verdict"] for e in study["summary"]} <= {"baseline", "better", "worse", "no difference", "undefined"}
+    r = subprocess.run(["dvc", "repro", "-f", "-s", "figures"], cwd=proj, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (proj / "results/figures/figures/solvers.png").exists()

@@ -45,14 +45,14 @@ def test_killed_run_resumes_to_the_same_weights(sampler, tmp_path):
 def test_other_configuration_does_not_resume(sampler, tmp_path, capsys):
     train_single_rate(_cfg(iters=2), sampler, tmp_path / "c.pt", progress=False)
     state = train_single_rate(_cfg(iters=2, lmbda=0.02), sampler, tmp_path / "c.pt", progress=False)
-    assert "another configuration" in capsys.readouterr().out
+    assert "another configuration" in capsys.readouterr().err  # the terminal, not the notebook
     assert state.iter == 2
 
 
 def test_corrupt_checkpoint_is_ignored_with_a_warning(sampler, tmp_path, capsys):
     (tmp_path / "d.pt").write_bytes(b"garbage")
     state = train_single_rate(_cfg(iters=1), sampler, tmp_path / "d.pt", progress=False)
-    assert "unreadable checkpoint" in capsys.readouterr().out
+    assert "unreadable checkpoint" in capsys.readouterr().err
     assert state.iter == 1
 
 

@@ -205,3 +205,36 @@ def gradient_geometry(model: torch.nn.Module, batches: Iterable[Tensor], lambdas
     else:
         mean_gram = gram_sum / (n * n)
     return {"mean": geometry_from_gram(mean_gram, loss_sum / n, **kw), "per_batch": per_batch}
+
+
+# --- reading the logged geometry back -----------------------------------------------------------
+
+NORMALIZATION_TAGS = {"none": "none", "l2": "l2", "loss": "loss", "loss+": "loss_plus"}  # as logged
+
+
+def _window_means(log, first: bool, frac: float) -> dict[str, float]:
+    """Per-metric mean over the first (or last) ``frac`` of the logged iterations of a long log."""
+    iters = sorted(log["iter"].unique())
+    n = max(1, int(round(frac * len(iters))))
+    keep = set(iters[:n] if first else iters[-n:])
+    sub = log[log["iter"].isin(keep)]
+    return sub.groupby("metric")["value"].mean().to_dict()
+
+
+def geometry_summary(log, k: int, frac: float = 0.1) -> dict[str, Any]:
+    """The logged gradient geometry of one run (a ``read_training_log`` frame), averaged over the
+    first and the last ``frac`` of its logged iterations: ‖g_k‖, the cosine matrix and its mean,
+    and per normalisation MGDA's α and min-norm value (what ``diagnostics: true`` logs)."""
+    out: dict[str, Any] = {}
+    for window, first in (("start", True), ("end", False)):
+        m = _window_means(log, first, frac)
+        if "gnorm_0" not in m:
+            return {}
+        cos = [[1.0 if i == j else m.get(f"cos_{min(i, j)}_{max(i, j)}", math.nan) for j in range(k)] for i in range(k)]
+        pairs = [cos[i][j] for i in range(k) for j in range(i + 1, k)]
+        w: dict[str, Any] = {"grad_norms": [m[f"gnorm_{i}"] for i in range(k)], "cosine": cos,
+                             "mean_cosine": sum(pairs) / len(pairs) if pairs else math.nan}
+        w["alpha"] = {n: [m.get(f"alpha_{t}_{i}", math.nan) for i in range(k)] for n, t in NORMALIZATION_TAGS.items()}
+        w["min_norm"] = {n: m.get(f"min_norm_{t}", math.nan) for n, t in NORMALIZATION_TAGS.items()}
+        out[window] = w
+    return out

@@ -49,10 +49,28 @@ def starting_model(init: str | Path, arch: str, lambdas: Sequence[float], offset
     return model
 
 
+def with_reference_losses(settings: dict[str, Any], ref_losses: Sequence[float] | None) -> dict[str, Any]:
+    """A variant's settings with L*_k filled in for the excess normalisation (unless given)."""
+    if settings.get("normalization") == "excess" and settings.get("ref_losses") is None and ref_losses is not None:
+        return {**settings, "ref_losses": [float(v) for v in ref_losses]}
+    return settings
+
+
+def _finished(path: Path, cfg: PostTrainConfig) -> float | None:
+    """The training seconds of a finished variant file of this configuration and code, else None."""
+    if not path.exists():
+        return None
+    meta = torch.load(path, map_location="cpu", weights_only=False)
+    if meta.get("config") == cfg.fingerprint() and meta.get("code") == code_version():
+        return float(meta.get("seconds", math.nan))
+    return None
+
+
 def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str, Any], init: str | Path,
                 sampler: CropSampler, out_dir: str | Path, device: torch.device, log_dir: str | Path | None = None,
-                progress: bool | None = None) -> tuple[Path, float]:
-    """Post-train one variant (or reuse its finished file); returns (model file, seconds)."""
+                progress: bool | None = None, reuse_from: Sequence[str | Path] = ()) -> tuple[Path, float]:
+    """Post-train one variant (or reuse its finished file, here or, by the same name, in one of the
+    ``reuse_from`` folders); returns (model file, seconds)."""
     opts = {**common, **settings}
     unknown = set(opts) - _CONFIG_KEYS
     if unknown:
@@ -61,10 +79,10 @@ def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str
                            opts.get("train_gains", False))
     cfg = PostTrainConfig(arch=arch, init=weights_fingerprint(model), **opts)
     final = variant_file(out_dir, arch, name)
-    if final.exists():
-        meta = torch.load(final, map_location="cpu", weights_only=False)
-        if meta.get("config") == cfg.fingerprint() and meta.get("code") == code_version():
-            return final, float(meta.get("seconds", math.nan))
+    for path in (final, *(variant_file(d, arch, name) for d in reuse_from)):
+        secs = _finished(path, cfg)
+        if secs is not None:
+            return path, secs
     ckpt = final.with_name(final.name.replace(".pth.tar", ".train.pt"))
     state = posttrain(model, cfg, sampler, ckpt, device=device, progress=progress,
                       log_dir=None if log_dir is None else Path(log_dir) / arch / name)
@@ -156,12 +174,15 @@ def stage_context(root: Path, p: dict[str, Any], finetuned: bool = False) -> Sta
 
 
 def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict[str, dict[str, Any]],
-                 common: dict[str, Any], init_for, out_dir: str, log_dir: str) -> dict[tuple[str, str], tuple[Path, float]]:
-    """``run_variant`` for every (architecture, variant); ``init_for(arch, variant)`` gives the start file."""
+                 common: dict[str, Any], init_for, out_dir: str, log_dir: str,
+                 ref_losses: dict[str, Sequence[float]] | None = None) -> dict[tuple[str, str], tuple[Path, float]]:
+    """``run_variant`` for every (architecture, variant); ``init_for(arch, variant)`` gives the start
+    file, ``ref_losses[arch]`` the L*_k of a variant with the excess normalisation."""
     done = {}
     for arch in architectures:
         for name, settings in variants.items():
-            path, secs = run_variant(arch, name, settings, common, init_for(arch, name), ctx.sampler, ctx.root / out_dir,
+            settings = with_reference_losses({**common, **settings}, (ref_losses or {}).get(arch))
+            path, secs = run_variant(arch, name, settings, {}, init_for(arch, name), ctx.sampler, ctx.root / out_dir,
                                      ctx.device, log_dir=ctx.root / log_dir)
             done[(arch, name)] = (path, secs)
     return done

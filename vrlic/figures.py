@@ -160,13 +160,21 @@ def output_paths(root: str | os.PathLike, paths: Mapping[str, str]) -> dict[str,
 
 # ----- reading the earlier stages ----------------------------------------------------------------
 def load_results(root: str | os.PathLike, paths: Mapping[str, str]) -> dict[str, Any]:
-    """Every results file of stages 01–04 (``noise`` is None unless ``make noise`` wrote it)."""
+    """Every results file of stages 01–04; ``noise`` and ``solvers`` are None unless ``make noise`` /
+    ``make solvers`` wrote them for this profile and this code."""
     root = Path(root)
     read = lambda key: json.loads((root / paths[key]).read_text())  # noqa: E731
     out = {k: read(k) for k in ("anchors", "classical", "posttrain", "offsets", "hyperlatent")}
     out["ablation"] = read("ablation_json")
-    noise = root / paths["noise"] if "noise" in paths else None
-    out["noise"] = json.loads(noise.read_text()) if noise is not None and noise.exists() else None
+    stamp = (out["ablation"].get("profile"), out["ablation"].get("code_version"))
+    for key in ("noise", "solvers"):  # optional: `make noise`, `make solvers`
+        f = root / paths[key] if paths.get(key) else None
+        found = json.loads(f.read_text()) if f is not None and f.exists() else None
+        if found is not None and (found.get("profile"), found.get("code_version")) != stamp:
+            # a seed spread or solver study of another profile or of other code says nothing here
+            print(f"{paths[key]} is of profile {found.get('profile')}, code {found.get('code_version')}: ignored")
+            found = None
+        out[key] = found
     return out
 
 
@@ -946,3 +954,69 @@ def visual_figure(examples: Sequence[Mapping[str, Any]], path: str | os.PathLike
                  "(bpp and PSNR over the whole image)", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def solvers_figure(summary: Sequence[Mapping[str, Any]], path: str | os.PathLike, metric: str = "psnr-rgb") -> Path:
+    """The solver study at a glance: each solver's BD-rate minus the weighted sum's, seed by seed
+    (dots) and their median (bar), one panel per (architecture, reference); the grey band is ± the
+    larger seed spread of the two rows (a difference inside it is no difference)."""
+    set_style()
+    entries = [e for e in summary if e["metric"] == metric and e["verdict"] not in ("baseline", "no baseline")]
+    panels = list(dict.fromkeys((e["arch"], e["reference"]) for e in entries))
+    solvers = list(dict.fromkeys(e["solver"] for e in entries))
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.6 * max(1, len(panels)), 0.42 * len(solvers) + 1.8),
+                             squeeze=False)
+    colors = {"better": "tab:green", "worse": "tab:red", "no difference": "tab:gray", "undefined": "white"}
+    ypos = {sv: len(solvers) - 1 - i for i, sv in enumerate(solvers)}  # the first solver on top
+    for ax, (arch, ref) in zip(axes[0], panels):
+        for e in (e for e in entries if (e["arch"], e["reference"]) == (arch, ref)):
+            y = ypos[e["solver"]]
+            bar = e["bar"]
+            med = e["paired_median"]
+            if math.isfinite(med):
+                ax.barh(y, med, color=colors.get(e["verdict"], "tab:gray"), edgecolor="k", lw=0.5, height=0.6)
+            vals = [v for v in e["paired_diff"].values() if math.isfinite(v)]
+            ax.scatter(vals, [y] * len(vals), color="k", s=10, zorder=3)
+            if math.isfinite(bar):
+                ax.plot([-bar, bar], [y, y], color="grey", lw=6, alpha=0.25, solid_capstyle="butt")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(list(ypos.values()), list(ypos))
+        ax.set(xlabel="BD-rate minus the weighted sum's (%, per seed)", title=f"{arch}\nvs {REFERENCE_LABEL[ref]}")
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="k", lw=0.5) for c in colors.values()]
+    fig.legend(handles, [f"median: {v}" for v in colors], loc="lower center", ncol=4, frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path)
+
+
+README_START, README_END = "<!-- results:start (written by stage 05) -->", "<!-- results:end -->"
+
+
+def readme_block(table: pd.DataFrame, profile: str, figure: str) -> str:
+    """The README's results section: the headline figure and the PSNR BD-rate table, each entry
+    "median [min, max] per image, pchip ± seed spread, overlap, verdict"."""
+    t = display_table(table, "PSNR")
+    lines = [f"![BD-rates of every variant, {profile} profile]({figure})", "",
+             f"BD-rate (PSNR, %, negative = fewer bits; {profile} profile). Each entry: per image median [min, max] · "
+             "mean curves (pchip) ± seed spread · curve overlap · verdict.", "",
+             "| arch | variant | vs anchors from scratch | vs anchors fine-tuned from the base |", "|---|---|---|---|"]
+    for (arch, variant), g in t.groupby(["arch", "variant"], sort=False):
+        cells = {}
+        for _, r in g.iterrows():
+            cells[r["reference"]] = (f"{r['per image: median [min, max]']} · {r['pchip ± seeds']} · "
+                                     f"{r['overlap %']} % · {r['verdict']}")
+        lines.append(f"| {arch} | {variant} | {cells.get('scratch', '—')} | {cells.get('finetuned', '—')} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | os.PathLike, block: str) -> bool:
+    """Replace the text between the README's results markers with ``block``; False if it has none."""
+    path = Path(readme)
+    if not path.exists():
+        return False
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    path.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
+    return True

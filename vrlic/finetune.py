@@ -17,7 +17,7 @@ import torch
 from .anchors import Anchor, lambda_tag
 from .data import CropSampler
 from .models import load_model, save_model, weights_fingerprint
-from .train import TrainConfig, TrainingState, run_training, split_parameters, train_iteration
+from .train import TrainConfig, TrainingState, rd_loss, run_training, split_parameters, train_iteration
 
 
 def finetune_file(out_dir: str | os.PathLike, arch: str, lmbda: float) -> Path:
@@ -58,3 +58,28 @@ def finetune_anchors(base_for, architectures: Sequence[str], lambdas: Sequence[f
     """``finetune_anchor`` for every (architecture, λ); ``base_for(arch)`` gives the base model file."""
     return [finetune_anchor(base_for(arch), arch, lmbda, common, sampler, out_dir, device, log_dir)
             for arch in architectures for lmbda in lambdas]
+
+
+REFERENCE_BATCHES = 8  # batches over which L*_k is averaged
+REFERENCE_NOISE_SEED = 12345  # the quantization noise of that measurement (the same for every model)
+
+
+@torch.no_grad()
+def reference_losses(anchors: Sequence[Anchor], sampler: CropSampler, device: torch.device | str = "cpu",
+                     batches: int = REFERENCE_BATCHES) -> list[float]:
+    """L*_k of the excess normalisation: each fine-tuned anchor's training loss at its own λ, in
+    training mode (uniform noise, as the post-training objectives), averaged over the sampler's
+    first ``batches`` batches under a fixed noise seed. Ordered as ``anchors``."""
+    out = []
+    devices = [device] if torch.device(device).type == "cuda" else []
+    for a in anchors:
+        model, _ = load_model(a.path, device)
+        model.train()
+        total = 0.0
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(REFERENCE_NOISE_SEED)
+            for i in range(batches):
+                x = sampler.batch(i).to(device)
+                total += float(rd_loss(model(x), x, a.lmbda)["loss"])
+        out.append(total / batches)
+    return out

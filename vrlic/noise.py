@@ -2,7 +2,7 @@
 
     python -m vrlic.noise [--seeds 2]        # `make noise`; writes results/noise.json
 
-The seed changes the post-training batches and noise (stages 02–04, the fine-tuned anchors
+Extra seeds run side by side (``--jobs``), each kernel with one thread. The seed changes the post-training batches and noise (stages 02–04, the fine-tuned anchors
 included), not the base model: each extra run starts from the same stage-01 models, in a folder of
 its own under ``outputs/noise/``, with every stage's ``common.seed`` shifted. The pipeline's own
 run is seed 0. For every ablation row and every BD-rate column the spread (max − min over seeds)
@@ -16,6 +16,8 @@ import math
 import os
 import shutil
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +51,16 @@ def run_seed(k: int, root: Path, work: Path) -> list[dict[str, Any]]:
     return json.loads((work / paths["ablation_json"]).read_text())["rows"]
 
 
+def seed_stats(values: Sequence[float]) -> dict[str, float]:
+    """n, median, spread (max − min) and standard deviation of the finite values (NaN where undefined)."""
+    vals = sorted(v for v in values if v is not None and math.isfinite(v))
+    n = len(vals)
+    mean = sum(vals) / n if n else math.nan
+    median = (vals[(n - 1) // 2] + vals[n // 2]) / 2 if n else math.nan
+    return {"n": n, "median": median, "spread": vals[-1] - vals[0] if n > 1 else math.nan,
+            "std": math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan}
+
+
 def spread(rows_by_seed: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
     """{"arch|variant": {column: {"values", "spread", "std"}}} over the numeric BD-rate columns."""
     out: dict[str, Any] = {}
@@ -60,18 +72,24 @@ def spread(rows_by_seed: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
                     out.setdefault(key, {}).setdefault(col, {"values": {}})["values"][str(seed)] = v
     for cols in out.values():
         for stats in cols.values():
-            vals = [v for v in stats["values"].values() if math.isfinite(v)]
-            n = len(vals)
-            mean = sum(vals) / n if n else math.nan
-            stats["spread"] = max(vals) - min(vals) if n > 1 else math.nan
-            stats["std"] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan
+            st = seed_stats(list(stats["values"].values()))
+            stats["spread"], stats["std"] = st["spread"], st["std"]
     return out
+
+
+def _run_seed_one_thread(k: int, root: str, work: str) -> list[dict[str, Any]]:
+    """``run_seed`` with one thread per kernel (so that seeds can run side by side on 2 cores, and the
+    result does not depend on how many do)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    return run_seed(k, Path(root), Path(work))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vrlic.noise", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=2, help="extra seeds besides the pipeline's own run (default 2)")
+    ap.add_argument("--jobs", type=int, default=2, help="seeds run at once, one thread each (default 2)")
     args = ap.parse_args(argv)
     root = project_root()
     params = load_params(root / "params.yaml")
@@ -81,8 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("run `make repro` first: the pipeline's own run is seed 0", file=sys.stderr)
         return 1
     rows = {0: json.loads(main_rows.read_text())["rows"]}
-    for k in range(1, args.seeds + 1):
-        rows[k] = run_seed(k, root, root / "outputs" / "noise" / f"seed{k}")
+    seeds = list(range(1, args.seeds + 1))
+    works = [str(root / "outputs" / "noise" / f"seed{k}") for k in seeds]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn")) as pool:
+        for k, r in zip(seeds, pool.map(_run_seed_one_thread, seeds, [str(root)] * len(seeds), works)):
+            rows[k] = r
     write_json(root / paths["noise"], {"profile": params["profile"], "code_version": code_version(),
                                        "seeds": sorted(rows), "seed_shift": SEED_SHIFT, "rows": spread(rows)})
     print(f"wrote {paths['noise']}")

@@ -90,3 +90,62 @@ def convergence_figure(curves: dict, path: str | os.PathLike) -> Path:
     out = save_figure(fig, path)
     plt.close(fig)
     return out
+
+
+def geometry_figure(logs, lambdas, path: str | os.PathLike) -> Path:
+    """What MGDA sees over post-training, one column per architecture: the per-rate gradient norms
+    ‖g_k‖, then MGDA's α_k under each normalisation, computed from the same Gram matrix (a long log
+    with columns arch, iter, metric, value, as ``diagnostics: true`` logs it)."""
+    from .diagnostics import NORMALIZATION_TAGS
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    archs = list(dict.fromkeys(logs["arch"]))
+    rows = [("gnorm_", "‖g_k‖ (raw gradient norm)")] + [(f"alpha_{t}_", f"α_k, normalisation {n}")
+                                                      for n, t in NORMALIZATION_TAGS.items()]
+    fig, axes = plt.subplots(len(rows), len(archs), figsize=(6 * len(archs), 2.3 * len(rows)), squeeze=False,
+                             sharex=True)
+    palette = dict(zip(range(len(lambdas)), sns.color_palette("viridis", len(lambdas))))
+    for c, arch in enumerate(archs):
+        a = logs[logs.arch == arch]
+        for r, (prefix, label) in enumerate(rows):
+            ax = axes[r][c]
+            for k in range(len(lambdas)):
+                d = a[a.metric == f"{prefix}{k}"]
+                ax.plot(d["iter"], d["value"], color=palette[k], lw=1.2, label=f"λ = {lambdas[k]:g}",
+                        marker="o" if len(d) < 5 else None, ms=4)
+            ax.set_ylabel(label, fontsize=9)
+            if r == 0:
+                ax.set_yscale("log")
+                ax.set_title(arch)
+            else:
+                ax.set_ylim(-0.03, 1.03)
+        axes[-1][c].set_xlabel("post-training iteration")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(lambdas), frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out
+
+
+def cosine_figure(summaries: dict, lambdas, path: str | os.PathLike) -> Path:
+    """Cosine matrices of the per-rate gradients at the start and the end of post-training, one row
+    per architecture (``summaries``: {arch: ``diagnostics.geometry_summary``})."""
+    import numpy as np
+
+    sns.set_theme(style="white", context="notebook")
+    archs = [a for a, s in summaries.items() if s]
+    fig, axes = plt.subplots(max(1, len(archs)), 2, figsize=(9.5, 4.2 * max(1, len(archs))), squeeze=False)
+    ticks = [f"{v:g}" for v in lambdas]
+    for r, arch in enumerate(archs):
+        for c, window in enumerate(("start", "end")):
+            w = summaries[arch][window]
+            sns.heatmap(np.array(w["cosine"]), vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f", square=True,
+                        xticklabels=ticks, yticklabels=ticks, cbar=c == 1, ax=axes[r][c])
+            axes[r][c].set_title(f"{arch}, {window} of the run\nmean cosine {w['mean_cosine']:.2f}", fontsize=10)
+            axes[r][c].set_xlabel("λ")
+            axes[r][c].set_ylabel("λ")
+    fig.tight_layout()
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out

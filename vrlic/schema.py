@@ -45,6 +45,8 @@ class Paths(Strict):
     bd_contrasts: Optional[str] = None
     metrics: Optional[str] = None
     plots: Optional[str] = None
+    solvers: Optional[str] = None
+    solvers_csv: Optional[str] = None
 
 
 class Data(Strict):
@@ -151,6 +153,23 @@ class VariantStage(Strict):
         return self
 
 
+class Solvers(Strict):
+    """The solver study: its variants are post-training variants over stage 02's ``common``."""
+
+    seeds: int = Field(default=2, ge=0)
+    variants: dict[str, dict[str, Any]] = Field(min_length=1)
+    common: dict[str, Any] = {}  # stage 02's, filled in by ``validate``
+
+    @model_validator(mode="after")
+    def _variants(self):
+        for name, v in self.variants.items():
+            try:
+                PostTrainSettings(**{**self.common, **v})
+            except ValidationError as e:
+                raise ValueError(f"solver {name!r}: {_first(e)}") from None
+        return self
+
+
 class Figures(Strict):
     final_variant: str = "vr_z"
     offsets_variant: str = "offsets"
@@ -172,6 +191,7 @@ class Profile(Strict):
     offsets: dict[str, Any] = {}
     hyperlatent: dict[str, Any] = {}
     figures: dict[str, Any] = {}
+    solvers: dict[str, Any] = {}
 
     @field_validator("lambdas")
     @classmethod
@@ -193,11 +213,13 @@ class ParamsFile(BaseModel):
     offsets: dict[str, Any]
     hyperlatent: dict[str, Any]
     figures: dict[str, Any] = {}
+    solvers: dict[str, Any] = {}
     profiles: dict[Literal["mini", "smoke", "paper"], Profile]
 
 
 STAGE_SCHEMAS = {"base_models": BaseModels, "posttrain": VariantStage, "offsets": VariantStage,
-                 "hyperlatent": VariantStage, "figures": Figures}
+                 "hyperlatent": VariantStage, "figures": Figures,
+                 "solvers": Solvers}
 
 
 class ParamsError(ValueError):
@@ -229,6 +251,8 @@ def validate(params: Mapping[str, Any], root: str | Path | None = None, stages=N
                 continue
             p = stage_params(stage, params, profile)
             body = {k: v for k, v in p.items() if k not in ("profile", "architectures", "lambdas", "paths", "data")}
+            if stage == "solvers":
+                body["common"] = stage_params("posttrain", params, profile)["common"]
             try:
                 STAGE_SCHEMAS[stage](**body)
                 if profile == active:  # another profile's folders are its user's business

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,10 +120,12 @@ class TrainingState:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # a corrupt checkpoint is not fatal: start again, say so
-            print(f"warning: ignoring unreadable checkpoint {shown}: {e}")
+            print(f"warning: ignoring unreadable checkpoint {shown}: {e}", file=sys.stderr)
             return False
         if ckpt.get("config") != self.fingerprint:
-            print(f"note: {shown} was trained with another configuration; starting afresh")
+            # to the terminal: stderr is not kept in executed notebooks, whose bytes must not depend on
+            # which stale checkpoints a machine happened to hold
+            print(f"note: {shown} was trained with another configuration; starting afresh", file=sys.stderr)
             return False
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["opt"])
