@@ -29,11 +29,12 @@ import pandas as pd
 import torch
 from IPython.display import Image, display
 
-from vrlic.anchors import base_model_file, checkpoint_anchor, convergence_of, evaluate_anchors, rd_table, train_anchor, zoo_anchor
+from vrlic.anchors import (base_model_file, checkpoint_anchor, convergence_of, evaluate_anchors, rd_table, train_anchors,
+                           zoo_anchor)
 from vrlic.atomic import write_json
 from vrlic.bdrate import bd_summary, interval_text
 from vrlic.classical import classical_curves
-from vrlic.data import CropSampler, resolve_split
+from vrlic.data import resolve_split
 from vrlic.device import pick_device
 from vrlic.params import notebook_params
 from vrlic.plots import convergence_figure, rd_figure, save_figure
@@ -57,17 +58,15 @@ print(f"{len(val_files)} validation images: " + ", ".join(p.stem for p in val_fi
 # `ckpt_every` iterations; re-running the stage after a kill resumes from the last checkpoint and
 # replays the same batches, so the result does not depend on where it was interrupted. Loss, bpp
 # and PSNR are logged with dvclive under `paths.base_logs`; the base model's validation loss is
-# recorded 20 times over its run.
+# recorded 20 times over its run. With `jobs: 2` (the mini default) two runs train side by side,
+# one thread each.
 
 # %%
 models_dir = ROOT / paths["base_models"]
 anchors = []
 if P["source"] == "train":
-    sampler = CropSampler.from_files(train_files, crop=P["crop"], batch_size=P["batch_size"], seed=P["seed"])
-    for arch in architectures:
-        for lmbda in lambdas:
-            anchors.append(train_anchor(P, arch, lmbda, sampler, models_dir, dev, log_dir=ROOT / paths["base_logs"],
-                                        val_files=val_files if lmbda == max(lambdas) else None))
+    anchors = train_anchors(P, architectures, lambdas, train_files, models_dir, dev, log_dir=ROOT / paths["base_logs"],
+                            val_files=val_files, jobs=P["jobs"])
 elif P["source"] == "zoo":
     for arch in architectures:
         for q in P["qualities"]:

@@ -154,9 +154,9 @@ display(Image(filename=str(F.bd_bar_figure(table, figs / "bd_rates.png"))))
 # Against the anchors every row also carries the distance the base model itself has to go. The
 # second chart takes it out: each modification is measured against the same pipeline without it,
 # **directly between the two curves** (BD-rate of the row with the modification against the row
-# without it, per image as well), each pair at the same training budget. Its seed spread is a
-# proxy: the spread over seeds of the difference of the two rows' BD-rates against the scratch
-# anchors. Written to `bd_contrasts.csv`, with the same verdict rule.
+# without it, per image as well), each pair at the same training budget. Its seed spread is that
+# same direct BD-rate's spread over the post-training seeds of `make noise` (paired: both curves of
+# a seed share its batches). Written to `bd_contrasts.csv`, with the same verdict rule.
 
 # %%
 contrasts = F.contrast_table(curves, R["noise"], min_effect=min_effect)
@@ -177,7 +177,10 @@ display(Image(filename=str(F.contrast_figure(contrasts, figs / "bd_contrasts.png
 # weighted sum **seed by seed** (same batches, same fine-tuned anchors: the reference's own noise
 # cancels). The dots are the per-seed differences, the bar their median, the grey band ± the larger
 # seed spread of the two rows; the verdict follows the rule above, with seeds in the role of images.
-# `cost` is backward passes per iteration (the weighted sum: 1).
+# The third column (`direct`) is the one that decides: each solver's curve measured against the
+# weighted sum's own curve of the same seed, a BD-rate between two variable-rate curves from one
+# base (their overlap is printed), whose bar is its own seed spread. `cost` is backward passes per
+# iteration (the weighted sum: 1).
 
 # %%
 if R["solvers"]:
@@ -191,14 +194,17 @@ if R["solvers"]:
     display(st.round(2))
     display(Image(filename=str(F.solvers_figure(summary, figs / "solvers.png"))))
     for arch in architectures:
-        fin = [e for e in summary if e["arch"] == arch and e["reference"] == "finetuned" and e["metric"] == "psnr-rgb"
+        fin = [e for e in summary if e["arch"] == arch and e["reference"] == "direct" and e["metric"] == "psnr-rgb"
                and e["verdict"] not in ("baseline", "no baseline")]
-        better = [e["solver"] for e in fin if e["verdict"] == "better"]
+        for word in ("better", "worse"):
+            found = [f"{e['solver']} ({e['median']:+.1f} %, seeds {' / '.join(f'{v:+.1f}' for _, v in sorted(e['values'].items()))})"
+                     for e in fin if e["verdict"] == word]
+            print(f"{arch}: solvers {word} than the weighted sum beyond the seed spread (direct BD-rate, PSNR): "
+                  f"{', '.join(found) if found else 'none'}")
         best = min((e for e in fin if math.isfinite(e["paired_median"])), key=lambda e: e["paired_median"], default=None)
-        print(f"{arch}: solvers better than the weighted sum beyond the seed spread (vs fine-tuned, PSNR): "
-              f"{', '.join(better) if better else 'none'}"
-              + (f"; lowest median difference: {best['solver']} {best['paired_median']:+.1f} points "
-                 f"({best['margin_in_spreads']:+.2f} seed spreads)" if best else ""))
+        if best:
+            print(f"{arch}: lowest median: {best['solver']} {best['median']:+.1f} % ({best['margin_in_spreads']:+.2f} "
+                  f"seed spreads, overlap {100 * best['overlap']:.0f} %)")
 else:
     print("solver study not run for this profile and code (`make solvers`)")
 

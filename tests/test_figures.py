@@ -238,3 +238,15 @@ def test_visual_example_and_offset_surface_on_tiny_models(tmp_path):
     assert ex["vr_bpp"] <= ex["anchor_bpp"] + 1e-9 and math.isfinite(ex["vr_psnr"]) and ex["lmbda"] == 0.18
     surf = F.offset_surface(tmp_path / "vr.pth.tar", n_steps=4, sigmas=np.geomspace(0.11, 64, 5))
     assert len(surf) == 20 and surf.attrs["trained_steps"] == sorted(surf.attrs["trained_steps"])
+
+
+def test_contrast_spread_is_the_direct_contrasts_own(synthetic):
+    curves = F.variant_curves(synthetic)
+    key = f"{ARCHS[0]}|vr_z_vs_fixed_z|PSNR"
+    vals = F.contrast_values(curves)
+    assert key in vals and vals[key] < 0
+    pick = lambda t: t[(t.arch == ARCHS[0]) & (t.contrast == "vr_z_vs_fixed_z") & (t.metric == "PSNR")].iloc[0]  # noqa: E731
+    assert math.isnan(pick(F.contrast_table(curves)).seed_spread)
+    wide = {"contrasts": {key: {"values": {"0": vals[key], "1": 50.0}, "spread": 50.0 - vals[key]}}}
+    row = pick(F.contrast_table(curves, wide))
+    assert row.seed_spread == pytest.approx(50.0 - vals[key]) and row.verdict == "no difference"

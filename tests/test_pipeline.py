@@ -1,6 +1,8 @@
 """The notebooks through papermill, and one `dvc repro` of the smoke profile, in temporary copies."""
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -130,3 +132,17 @@ def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
     r = subprocess.run(["dvc", "repro", "-f", "-s", "figures"], cwd=proj, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (proj / "results/figures/figures/solvers.png").exists()
+
+    # make noise's paired contrast spread, with a copy of this run standing in for seed 1: every
+    # direct contrast is recomputed from each seed's own curves, so identical runs spread by 0
+    from vrlic.noise import contrast_spread
+    from vrlic.params import load_params
+
+    paths = load_params(proj / "params.yaml")["paths"]
+    for key in ("posttrain", "offsets", "hyperlatent"):
+        dst = proj / "outputs/noise/seed1" / paths[key]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(proj / paths[key], dst)
+    cs = contrast_spread(proj, paths, [1])
+    finite = [v for v in cs.values() if all(math.isfinite(x) for x in v["values"].values())]
+    assert finite and all(v["spread"] == 0 and set(v["values"]) == {"0", "1"} for v in finite)

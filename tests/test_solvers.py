@@ -67,3 +67,34 @@ def test_backward_passes():
     assert backward_passes({"moo": "cagrad"}, 4) == 4.0
     assert backward_passes({"moo": "mgda", "alpha_every": 4}, 4) == pytest.approx(7 / 4)
     assert backward_passes({"moo": "mgda", "warmup_frac": 0.5}, 4) == pytest.approx(2.5)
+
+
+def _direct(row, v, overlap=0.95):
+    for m in ("psnr", "msssim"):
+        row[f"direct_{m}_pchip"], row[f"direct_{m}_overlap"] = v, overlap
+    return row
+
+
+def test_direct_reference_decides_where_the_anchors_cannot():
+    # against the anchors both rows rest on 60 % of the range: undefined; measured directly against
+    # the weighted sum's curve (95 % overlap) a consistent −4 points beyond its own spread is "better"
+    rows = [_direct(_row("a", "weighted_sum", s, 10.0 * s, overlap=0.6), 0.0) for s in range(3)]
+    rows += [_direct(_row("a", "x", s, 10.0 * s - 4, overlap=0.6), -4.0 + 0.5 * s) for s in range(3)]
+    rows += [_direct(_row("a", "noisy", s, 10.0 * s, overlap=0.6), [-4.0, 3.0, -1.0][s]) for s in range(3)]
+    summary = summarize(rows)
+    assert _entry(summary, "x")["verdict"] == "undefined"
+    d = _entry(summary, "x", "direct")
+    assert d["paired_diff"] == {0: -4.0, 1: -3.5, 2: -3.0} and d["bar"] == 1.0 and d["verdict"] == "better"
+    assert _entry(summary, "noisy", "direct")["verdict"] == "no difference"
+    assert _entry(summary, "weighted_sum", "direct")["verdict"] == "baseline"
+
+
+def test_direct_bd_against_the_baseline_curve():
+    from vrlic.solvers import direct_bd
+
+    bpp = [0.2, 0.4, 0.8, 1.6]
+    base = {"bpp": bpp, "psnr-rgb": [24.0, 26.0, 28.0, 30.0], "ms-ssim-rgb": [0.90, 0.93, 0.95, 0.97]}
+    test = {**base, "bpp": [b * 0.9 for b in bpp]}  # 10 % fewer bits at every quality
+    d = direct_bd(base, test)
+    assert d["psnr-rgb"]["pchip"] == pytest.approx(-10.0, abs=1e-6) and d["psnr-rgb"]["overlap"] == pytest.approx(1.0)
+    assert direct_bd(None, test) == {}

@@ -109,3 +109,13 @@ train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, iters=100000, 
     state = train_single_rate(cfg, s, ckpt, progress=False, stop_after=3, on_iter=lambda st, m: seen.append(st))
     assert seen[0] == killed_at + 1, "the restart did not resume from the last checkpoint"
     assert state.iter == killed_at + 3
+
+
+def test_step_schedule_one_or_several_drops():
+    from vrlic.train import lr_factor
+
+    assert [lr_factor(i, 10, 0.7) for i in (0, 6, 7, 9)] == [1.0, 1.0, 0.1, 0.1]
+    got = [lr_factor(i, 100, [0.55, 0.8]) for i in (0, 54, 55, 79, 80, 99)]
+    assert got == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    cfg = TrainConfig(arch="bmshj2018-hyperprior", N=8, M=8, lmbda=0.01, iters=100, lr=2e-3, lr_decay_at=[0.55, 0.8])
+    assert cfg.lr_at(80) == pytest.approx(2e-5)

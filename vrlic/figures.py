@@ -57,7 +57,8 @@ from .plots import save_figure  # noqa: E402
 DPI = 150
 METRIC_TAG = {"psnr-rgb": "psnr", "ms-ssim-rgb": "msssim"}
 METRIC_LABEL = {"psnr-rgb": "PSNR", "ms-ssim-rgb": "MS-SSIM"}
-REFERENCE_LABEL = {"scratch": "anchors trained from scratch", "finetuned": "anchors fine-tuned from the base"}
+REFERENCE_LABEL = {"scratch": "anchors trained from scratch", "finetuned": "anchors fine-tuned from the base",
+                   "direct": "the weighted sum's curve (direct)"}
 VERDICTS = ("better", "worse", "no difference", "undefined")
 BD_COLUMNS = ("pchip", "akima", "overlap", "low_rate", "high_rate", "image_median", "image_min", "image_max")
 TABLE_COLUMNS = ("arch", "variant", "reference", "metric", *BD_COLUMNS, "seed_spread", "verdict")
@@ -209,13 +210,6 @@ def seed_spread(noise: Mapping[str, Any] | None, arch: str, variant: str, refere
     return float(v) if v is not None else math.nan
 
 
-def _seed_values(noise, arch, variant, reference, metric) -> dict[str, float]:
-    if not noise:
-        return {}
-    tag = f"{reference}_{METRIC_TAG.get(metric, metric)}_pchip"
-    return dict(noise.get("rows", {}).get(f"{arch}|{variant}", {}).get(tag, {}).get("values", {}))
-
-
 # ----- the BD-rate table -------------------------------------------------------------------------
 MIN_EFFECT = 0.5  # %: a BD-rate smaller than this is "no difference" whatever the images say
 
@@ -301,26 +295,43 @@ def display_table(table: pd.DataFrame, metric: str | None = "PSNR") -> pd.DataFr
     return out.reset_index(drop=True)
 
 
+def _contrast_bd(by: Mapping[str, Any], base: str, test: str, metric: str) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bd_summary(by[base], by[test], metric)
+
+
+def contrast_values(curves: Mapping[str, Mapping[str, Any]],
+                    contrasts: Sequence[tuple[str, str, str, str]] = CONTRASTS) -> dict[str, float]:
+    """{"arch|contrast|metric": pchip} of every direct contrast the curves allow (what ``make noise``
+    records per seed, so that a contrast's seed spread is its own, paired one)."""
+    return {f"{arch}|{key}|{METRIC_LABEL[m]}": _num(_contrast_bd(by, base, test, m).get("pchip"))
+            for arch, by in curves.items() for key, _, base, test in contrasts
+            if base in by and test in by for m in METRICS}
+
+
+def seed_curves(root: str | os.PathLike, paths: Mapping[str, str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``variant_curves`` of one run's stages 02–04 (a ``make noise`` seed folder, or the project)."""
+    root = Path(root)
+    return variant_curves({k: json.loads((root / paths[k]).read_text()) for k in ("posttrain", "offsets", "hyperlatent")})
+
+
 def contrast_table(curves: Mapping[str, Mapping[str, Any]], noise: Mapping[str, Any] | None = None,
                    contrasts: Sequence[tuple[str, str, str, str]] = CONTRASTS, min_effect: float = MIN_EFFECT) -> pd.DataFrame:
     """What each modification buys on its own: BD-rate of the row with the modification against
     the row without it (directly between the two curves, not through the anchors), per metric.
 
-    seed_spread is a proxy: the spread over seeds of the difference between the two rows'
-    BD-rates against the scratch anchors (``noise.json`` holds no direct contrast)."""
+    seed_spread is the spread over post-training seeds of that same direct BD-rate (``make noise``
+    records it per seed; NaN when not measured)."""
     out = []
     for arch, by in curves.items():
         for key, what, base, test in contrasts:
             if base not in by or test not in by:
                 continue
             for metric in METRICS:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    s = bd_summary(by[base], by[test], metric)
-                vb = _seed_values(noise, arch, base, "scratch", metric)
-                vt = _seed_values(noise, arch, test, "scratch", metric)
-                diffs = [vt[k] - vb[k] for k in vt if k in vb and math.isfinite(vt[k]) and math.isfinite(vb[k])]
-                spread = max(diffs) - min(diffs) if len(diffs) > 1 else math.nan
+                s = _contrast_bd(by, base, test, metric)
+                got = ((noise or {}).get("contrasts") or {}).get(f"{arch}|{key}|{METRIC_LABEL[metric]}", {})
+                spread = _num(got.get("spread"))
                 vals = {c: _num(s.get(c)) for c in BD_COLUMNS}
                 out.append({"arch": arch, "contrast": key, "what": what, "baseline": base, "test": test,
                             "metric": METRIC_LABEL[metric], **vals, "seed_spread": spread,
@@ -958,17 +969,20 @@ def visual_figure(examples: Sequence[Mapping[str, Any]], path: str | os.PathLike
 
 def solvers_figure(summary: Sequence[Mapping[str, Any]], path: str | os.PathLike, metric: str = "psnr-rgb") -> Path:
     """The solver study at a glance: each solver's BD-rate minus the weighted sum's, seed by seed
-    (dots) and their median (bar), one panel per (architecture, reference); the grey band is ± the
-    larger seed spread of the two rows (a difference inside it is no difference)."""
+    (dots) and their median (bar), one row of panels per architecture, one column per reference (the
+    ``direct`` column: the BD-rate against the weighted sum's curve itself); the grey band is ± the
+    seed spread it must exceed (a difference inside it is no difference)."""
     set_style()
     entries = [e for e in summary if e["metric"] == metric and e["verdict"] not in ("baseline", "no baseline")]
-    panels = list(dict.fromkeys((e["arch"], e["reference"]) for e in entries))
+    archs = list(dict.fromkeys(e["arch"] for e in entries)) or [""]
+    refs = list(dict.fromkeys(e["reference"] for e in entries)) or [""]
     solvers = list(dict.fromkeys(e["solver"] for e in entries))
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.6 * max(1, len(panels)), 0.42 * len(solvers) + 1.8),
+    fig, axes = plt.subplots(len(archs), len(refs), figsize=(4.6 * len(refs), (0.42 * len(solvers) + 1.4) * len(archs) + 0.4),
                              squeeze=False)
     colors = {"better": "tab:green", "worse": "tab:red", "no difference": "tab:gray", "undefined": "white"}
     ypos = {sv: len(solvers) - 1 - i for i, sv in enumerate(solvers)}  # the first solver on top
-    for ax, (arch, ref) in zip(axes[0], panels):
+    for (i, arch), (j, ref) in ((a, r) for a in enumerate(archs) for r in enumerate(refs)):
+        ax = axes[i][j]
         for e in (e for e in entries if (e["arch"], e["reference"]) == (arch, ref)):
             y = ypos[e["solver"]]
             bar = e["bar"]
@@ -981,10 +995,12 @@ def solvers_figure(summary: Sequence[Mapping[str, Any]], path: str | os.PathLike
                 ax.plot([-bar, bar], [y, y], color="grey", lw=6, alpha=0.25, solid_capstyle="butt")
         ax.axvline(0, color="k", lw=0.8)
         ax.set_yticks(list(ypos.values()), list(ypos))
-        ax.set(xlabel="BD-rate minus the weighted sum's (%, per seed)", title=f"{arch}\nvs {REFERENCE_LABEL[ref]}")
+        xlabel = ("BD-rate against the weighted sum (%, per seed)" if ref == "direct"
+                  else "BD-rate minus the weighted sum's (%, per seed)")
+        ax.set(xlabel=xlabel, title=f"{arch}\nvs {REFERENCE_LABEL.get(ref, ref)}")
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="k", lw=0.5) for c in colors.values()]
     fig.legend(handles, [f"median: {v}" for v in colors], loc="lower center", ncol=4, frameon=False, fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
     return _save(fig, path)
 
 

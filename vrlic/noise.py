@@ -6,7 +6,8 @@ Extra seeds run side by side (``--jobs``), each kernel with one thread. The seed
 included), not the base model: each extra run starts from the same stage-01 models, in a folder of
 its own under ``outputs/noise/``, with every stage's ``common.seed`` shifted. The pipeline's own
 run is seed 0. For every ablation row and every BD-rate column the spread (max − min over seeds)
-is what a difference between two rows must exceed to be called real.
+is what a difference between two rows must exceed to be called real; every direct contrast of stage
+05 (one row's curve against another's) is recomputed per seed, so its spread is its own, paired one.
 """
 from __future__ import annotations
 
@@ -77,6 +78,22 @@ def spread(rows_by_seed: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
+def contrast_spread(root: Path, paths: dict[str, str], seeds: Sequence[int]) -> dict[str, Any]:
+    """{"arch|contrast|metric": {"values", "spread", "std"}}: every direct contrast of stage 05
+    (``vrlic.figures.contrast_values``) recomputed from each seed's own curves (seed 0: the project)."""
+    from .figures import contrast_values, seed_curves
+
+    out: dict[str, Any] = {}
+    for k in [0, *seeds]:
+        where = root if k == 0 else root / "outputs" / "noise" / f"seed{k}"
+        for key, v in contrast_values(seed_curves(where, paths)).items():
+            out.setdefault(key, {"values": {}})["values"][str(k)] = v
+    for stats in out.values():
+        st = seed_stats(list(stats["values"].values()))
+        stats["spread"], stats["std"] = st["spread"], st["std"]
+    return out
+
+
 def _run_seed_one_thread(k: int, root: str, work: str) -> list[dict[str, Any]]:
     """``run_seed`` with one thread per kernel (so that seeds can run side by side on 2 cores, and the
     result does not depend on how many do)."""
@@ -105,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k, r in zip(seeds, pool.map(_run_seed_one_thread, seeds, [str(root)] * len(seeds), works)):
             rows[k] = r
     write_json(root / paths["noise"], {"profile": params["profile"], "code_version": code_version(),
-                                       "seeds": sorted(rows), "seed_shift": SEED_SHIFT, "rows": spread(rows)})
+                                       "seeds": sorted(rows), "seed_shift": SEED_SHIFT, "rows": spread(rows),
+                                       "contrasts": contrast_spread(root, paths, seeds)})
     print(f"wrote {paths['noise']}")
     return 0
 

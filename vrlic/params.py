@@ -15,7 +15,7 @@ import yaml
 
 from .paths import project_root
 
-PROFILES = ("mini", "smoke", "paper")
+PROFILES = ("mini", "mini3", "smoke", "paper")
 STAGES = ("base_models", "posttrain", "offsets", "hyperlatent", "figures")
 
 

@@ -50,7 +50,8 @@ import torch
 
 from . import diagnostics, mgda
 from .data import CropSampler
-from .train import TrainingState, check_finite, optimizer_step, psnr_from_mse, rd_loss, run_training, split_parameters
+from .train import (TrainingState, check_finite, lr_factor, optimizer_step, psnr_from_mse, rd_loss, run_training,
+                    split_parameters)
 
 MOO_CHOICES = ("mgda", "weighted_sum", "random", "cagrad", "loss_balanced")
 MULTI_GRADIENT = ("mgda", "cagrad")  # the solvers that need the per-objective gradients
@@ -77,7 +78,7 @@ class PostTrainConfig:
     crop: int = 64
     lr: float = 1e-4
     lr_gain: float = 1e-3
-    lr_decay_at: float = 0.8
+    lr_decay_at: float | list[float] = 0.8
     aux_lr: float = 1e-3
     clip_max_norm: float = 1.0
     seed: int = 0
@@ -157,7 +158,7 @@ class PostTrainConfig:
         return self.warmup if it < self.warmup_iters() else self.moo
 
     def lr_scale(self, it: int) -> float:
-        return 0.1 if it >= int(self.lr_decay_at * self.iters) else 1.0
+        return lr_factor(it, self.iters, self.lr_decay_at)
 
 
 _LATER_DEFAULTS = {name: PostTrainConfig.__dataclass_fields__[name].default

@@ -8,13 +8,24 @@ what is allowed. It imports neither torch nor CompressAI, so it is quick.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ARCHITECTURE_NAMES = ("bmshj2018-hyperprior", "mbt2018-mean", "mbt2018")  # = vrlic.architectures (tested)
 Arch = Literal["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+def _increasing(v: list[float]) -> list[float]:
+    if any(b <= a for a, b in zip(v, v[1:])):
+        raise ValueError(f"lr_decay_at must be increasing, got {v}")
+    return v
+
+
+# one fraction of the iterations, or an increasing list of them: lr drops 10× at each
+DecayAt = Union[Fraction, Annotated[list[Fraction], Field(min_length=1), AfterValidator(_increasing)]]
 
 
 class Strict(BaseModel):
@@ -77,12 +88,13 @@ class BaseModels(Strict):
     batch_size: int = Field(gt=0)
     crop: int = Field(ge=64, multiple_of=64)
     lr: float = Field(gt=0, lt=1)
-    lr_decay_at: float = Field(gt=0, le=1)
+    lr_decay_at: DecayAt
     aux_lr: float = Field(gt=0, lt=1)
     clip_max_norm: float = Field(ge=0)
     ckpt_every: int = Field(gt=0)
     seed: int = Field(ge=0)
     device: Device
+    jobs: int = Field(default=1, ge=1)
     checkpoint: Optional[str] = None
     qualities: Optional[list[int]] = None
     metric: Literal["mse"] = "mse"
@@ -101,6 +113,15 @@ class BaseModels(Strict):
         return self
 
 
+def _check_variants(variants: Mapping[str, Mapping[str, Any]], common: Mapping[str, Any], what: str) -> None:
+    """Each variant, merged over ``common``, must be a valid set of post-training settings."""
+    for name, v in variants.items():
+        try:
+            PostTrainSettings(**{**common, **v})
+        except ValidationError as e:
+            raise ValueError(f"{what} {name!r}: {_first(e)}") from None
+
+
 class PostTrainSettings(Strict):
     """The keys of a post-training variant (``common`` merged with the variant's own): the fields of
     ``vrlic.posttrain.PostTrainConfig`` that params.yaml may set."""
@@ -109,7 +130,7 @@ class PostTrainSettings(Strict):
     batch_size: int = Field(gt=0)
     crop: int = Field(ge=64, multiple_of=64)
     lr: float = Field(gt=0, lt=1)
-    lr_decay_at: float = Field(gt=0, le=1)
+    lr_decay_at: DecayAt
     seed: int = Field(ge=0)
     ckpt_every: int = Field(gt=0)
     moo: Literal["mgda", "weighted_sum", "random", "cagrad", "loss_balanced"] = "mgda"
@@ -145,11 +166,7 @@ class VariantStage(Strict):
 
     @model_validator(mode="after")
     def _variants(self):
-        for name, v in self.variants.items():
-            try:
-                PostTrainSettings(**{**self.common, **v})
-            except ValidationError as e:
-                raise ValueError(f"variant {name!r}: {_first(e)}") from None
+        _check_variants(self.variants, self.common, "variant")
         return self
 
 
@@ -162,11 +179,7 @@ class Solvers(Strict):
 
     @model_validator(mode="after")
     def _variants(self):
-        for name, v in self.variants.items():
-            try:
-                PostTrainSettings(**{**self.common, **v})
-            except ValidationError as e:
-                raise ValueError(f"solver {name!r}: {_first(e)}") from None
+        _check_variants(self.variants, self.common, "solver")
         return self
 
 
@@ -205,7 +218,7 @@ class Profile(Strict):
 
 class ParamsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    profile: Literal["mini", "smoke", "paper"]
+    profile: Literal["mini", "mini3", "smoke", "paper"]
     paths: Paths
     data: dict[str, Any]
     base_models: dict[str, Any]
@@ -214,7 +227,7 @@ class ParamsFile(BaseModel):
     hyperlatent: dict[str, Any]
     figures: dict[str, Any] = {}
     solvers: dict[str, Any] = {}
-    profiles: dict[Literal["mini", "smoke", "paper"], Profile]
+    profiles: dict[Literal["mini", "mini3", "smoke", "paper"], Profile]
 
 
 STAGE_SCHEMAS = {"base_models": BaseModels, "posttrain": VariantStage, "offsets": VariantStage,

@@ -14,7 +14,10 @@ on ``--jobs``. It writes ``results/solvers.json`` (every seed's BD-rates, and th
 ``results/solvers.csv`` (the summary): per (architecture, solver, reference, metric) the median
 over seeds, the seed spread (max − min), the paired difference to the weighted sum seed by seed,
 that difference in units of the larger of the two rows' seed spreads, and a verdict (the rule of
-``vrlic.figures.verdict``, with the seeds in the role of the images). The cost column counts the
+``vrlic.figures.verdict``, with the seeds in the role of the images). A third reference, ``direct``,
+is the weighted sum's own curve: the BD-rate of each solver's curve against it, seed by seed, whose
+seed spread is the bar (two variable-rate curves from one base overlap far more than either does
+with an anchor set, so this is the comparison that can decide). The cost column counts the
 backward passes per iteration (deterministic); the measured seconds per iteration go to
 ``results/timings/solvers.json``.
 """
@@ -39,7 +42,10 @@ from .provenance import code_version
 BASELINE = "weighted_sum"
 OUT_DIR = Path("outputs/solvers")
 REF_METRICS = (("scratch", "psnr-rgb"), ("scratch", "ms-ssim-rgb"), ("finetuned", "psnr-rgb"),
-               ("finetuned", "ms-ssim-rgb"))
+               ("finetuned", "ms-ssim-rgb"), ("direct", "psnr-rgb"), ("direct", "ms-ssim-rgb"))
+# "direct": the solver's curve against the weighted sum's curve of the same seed (one BD-rate between
+# two variable-rate curves from the same base: they share far more of their quality range than either
+# shares with an anchor set, and the anchors' own noise is not in it)
 METRIC_TAG = {"psnr-rgb": "psnr", "ms-ssim-rgb": "msssim"}
 
 
@@ -85,13 +91,14 @@ def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
     ref = pt.get("reference_losses", {}).get(arch)
     base = base_model_file(root_p / paths["base_models"], arch, lambdas)
     out_dir = root_p / OUT_DIR / f"seed{k}"
-    rows, seconds = [], {}
+    rows, seconds, curves = [], {}, {}
     for name, v in S["variants"].items():
         settings = with_reference_losses({**common, **v}, ref)
         path, secs = run_variant(arch, name, settings, {}, base, ctx.sampler, out_dir, ctx.device, progress=False,
                                  reuse_from=[sroot / paths["posttrain_models"]])
         res = evaluate_variant(path, ctx.val_files, ctx.device, between=P["between"], name=f"{arch}-{name}")
         bd = bd_against_references(ctx, arch, res)
+        curves[name] = res
         row = {"arch": arch, "solver": name, "seed": k, "passes_per_iter": backward_passes(settings, len(lambdas))}
         for r, m in REF_METRICS:
             s = bd.get(r, {}).get(m, {})
@@ -101,7 +108,25 @@ def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
         seconds[name] = secs / common["iters"] if math.isfinite(secs) else math.nan
         print(f"seed {k} {arch} {name}: vs fine-tuned {row['finetuned_psnr_pchip']:+.1f} %, "
               f"vs scratch {row['scratch_psnr_pchip']:+.1f} % (PSNR, pchip)", flush=True)
+    for row in rows:  # direct BD-rates once the baseline's curve exists (whatever the variants' order)
+        d = direct_bd(curves.get(BASELINE), curves[row["solver"]])
+        for m in METRIC_TAG:
+            for col in ("pchip", "overlap", "image_median", "image_min", "image_max"):
+                row[f"direct_{METRIC_TAG[m]}_{col}"] = d.get(m, {}).get(col, math.nan)
     return {"rows": rows, "seconds_per_iter": {f"{arch}/{n}": s for n, s in seconds.items()}}
+
+
+def direct_bd(baseline: Mapping[str, Any] | None, test: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """BD-rate summaries of ``test``'s curve against ``baseline``'s, per metric ({} without a baseline)."""
+    import warnings
+
+    from .bdrate import bd_summary
+
+    if baseline is None:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {m: bd_summary(dict(baseline), dict(test), m) for m in METRIC_TAG}
 
 
 def _finite(v: Any) -> float:
@@ -131,7 +156,16 @@ def summarize(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE, min_e
                                  "values": vals, "median": st["median"], "seed_spread": st["spread"],
                                  "overlap": overlap, "n_seeds": st["n"],
                                  "passes_per_iter": next(iter(seeds.values()))["passes_per_iter"]}
-            if solver != baseline and base:
+            if ref == "direct" and solver != baseline:
+                # already paired: the per-seed values are the differences, their spread the bar
+                fin = [v for v in vals.values() if math.isfinite(v)]
+                bar = st["spread"]
+                complete = len(fin) == len(vals) and len(fin) > 0
+                e.update({"paired_diff": vals, "paired_median": st["median"], "bar": bar,
+                          "margin_in_spreads": st["median"] / bar if bar and math.isfinite(bar) and bar > 0 else math.nan,
+                          "verdict": verdict(st["median"] if complete else math.nan, min(fin) if fin else math.nan,
+                                             max(fin) if fin else math.nan, bar, overlap, min_effect)})
+            elif solver != baseline and base:
                 diffs = {s: vals[s] - _finite(base[s].get(f"{tag}_pchip")) for s in vals if s in base}
                 fin = [d for d in diffs.values() if math.isfinite(d)]
                 dst = seed_stats(fin)

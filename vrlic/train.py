@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -34,7 +34,7 @@ class TrainConfig:
     batch_size: int = 8
     crop: int = 128
     lr: float = 1e-4
-    lr_decay_at: float = 0.8  # fraction of the iterations after which lr drops 10×
+    lr_decay_at: float | list[float] = 0.8  # fraction(s) of the iterations after which lr drops 10×
     aux_lr: float = 1e-3
     clip_max_norm: float = 1.0
     seed: int = 0
@@ -50,7 +50,14 @@ class TrainConfig:
         return d
 
     def lr_at(self, it: int) -> float:
-        return self.lr * (0.1 if it >= math.floor(self.lr_decay_at * self.iters) else 1.0)
+        return self.lr * lr_factor(it, self.iters, self.lr_decay_at)
+
+
+def lr_factor(it: int, iters: int, decay_at: float | Sequence[float]) -> float:
+    """The step schedule of every stage: lr × 0.1 for each fraction of ``decay_at`` (one or a list)
+    whose iteration ``it`` has reached."""
+    fractions = [decay_at] if isinstance(decay_at, (int, float)) else decay_at
+    return 0.1 ** sum(it >= math.floor(f * iters) for f in fractions)
 
 
 def rd_loss(out: dict[str, Any], x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
