@@ -41,7 +41,7 @@ DEFAULT_RECIPES = [
     "N=32,M=64,crop=64,batch_size=8,lr=4e-3",      # a higher peak learning rate
     "N=64,M=96,crop=64,batch_size=8,lr=2e-3",      # wider transforms, fewer iterations
 ]
-_INT = {"N", "M", "crop", "batch_size"}
+_INT = {"N", "M", "crop", "batch_size", "candidates", "seed"}
 
 
 def parse_recipe(spec: str) -> dict:
@@ -90,7 +90,9 @@ def main(argv=None) -> int:
     rows = []
     for spec in a.recipe or DEFAULT_RECIPES:
         r = {**base, **parse_recipe(spec)}
-        sampler = CropSampler.from_files(train_files, r["crop"], r["batch_size"], seed=r["seed"])
+        candidates = int(r.pop("candidates", p["data"].get("crop_candidates", 1)))
+        sampler = CropSampler.from_files(train_files, r["crop"], r["batch_size"], seed=r["seed"], candidates=candidates)
+        r["crop_candidates"] = candidates
         probe_cfg = TrainConfig(arch=a.arch, lmbda=a.lmbda, iters=10**6, **r)
         spi = seconds_per_iteration(probe_cfg, sampler)
         iters = max(50, int(a.minutes * 60 / spi))

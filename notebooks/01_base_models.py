@@ -32,7 +32,7 @@ from IPython.display import Image, display
 from vrlic.anchors import (base_model_file, checkpoint_anchor, convergence_of, evaluate_anchors, rd_table, train_anchors,
                            zoo_anchor)
 from vrlic.atomic import write_json
-from vrlic.bdrate import bd_summary, interval_text
+from vrlic.bdrate import bd_summaries, interval_text
 from vrlic.classical import classical_curves
 from vrlic.data import resolve_split
 from vrlic.device import pick_device
@@ -112,8 +112,7 @@ if P["source"] == "zoo" and P["data"]["source"] == "kodak" and P.get("reference_
     check_anchors(anchor_results, psnr_tol=P["reference_psnr_tol"], bpp_rtol=P["reference_bpp_rtol"])
     print("zoo models on Kodak: every quality matches CompressAI's published results")
 classical = classical_curves(val_files)
-vs_jpeg = {arch: {m: bd_summary(classical["jpeg"], anchor_results[arch], m) for m in ("psnr-rgb", "ms-ssim-rgb")}
-           for arch in anchor_results}
+vs_jpeg = {arch: bd_summaries(classical["jpeg"], anchor_results[arch]) for arch in anchor_results}
 write_json(ROOT / paths["anchors"], {**stamp("base_models", P), "environment": environment(),
                                      "data": [p.stem for p in val_files], "models": anchor_results,
                                      "convergence": convergence, "bd_vs_jpeg": vs_jpeg})

@@ -55,6 +55,32 @@ def test_crop_sampler_is_reproducible_per_step(embedded):
         CropSampler([torch.zeros(3, 32, 32)], crop=64, batch_size=1)
 
 
+def test_texture_candidates_prefer_textured_crops(embedded):
+    from vrlic.data import texture
+
+    files = list_images(embedded, ["rocket", "coffee"])
+    uniform = CropSampler.from_files(files, crop=64, batch_size=16, seed=2)
+    picky = CropSampler.from_files(files, crop=64, batch_size=16, seed=2, candidates=4)
+    assert torch.equal(picky.batch(3), picky.batch(3))
+    mean = lambda s: sum(texture(x) for x in s.batch(3)) / 16  # noqa: E731
+    assert mean(picky) > 1.5 * mean(uniform)
+    flat = torch.zeros(3, 64, 64)
+    assert texture(flat) == 0.0 and texture(torch.rand(3, 64, 64)) > 0.3
+    with pytest.raises(ValueError, match="candidates"):
+        CropSampler([flat], crop=64, batch_size=1, candidates=0)
+
+
+def test_torch_save_gives_the_same_bytes_wherever_it_writes(tmp_path):
+    from vrlic.atomic import torch_save
+
+    obj = {"w": torch.arange(6.0), "meta": {"iter": 3}}
+    torch_save(obj, tmp_path / "a.pth.tar")
+    torch_save(obj, tmp_path / "sub" / "b.pth.tar")
+    assert (tmp_path / "a.pth.tar").read_bytes() == (tmp_path / "sub" / "b.pth.tar").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.pth.tar")["w"], obj["w"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pth.tar", "sub"]  # no temporary left
+
+
 def test_image_roundtrip_and_bad_file(tmp_path):
     x = torch.rand(3, 17, 23)
     save_image(x, tmp_path / "x.png")

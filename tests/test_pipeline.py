@@ -118,6 +118,13 @@ def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
     assert len(compared) >= 6
     differ = [str(p) for p in compared if (out / p).read_bytes() != (proj / p).read_bytes()]
     assert not differ, f"results differ between two identical runs: {differ}"
+    # the models too, byte for byte (dvc.lock records their folders' hashes; the wall times beside
+    # them are excluded from those hashes by .dvcignore)
+    models = sorted(p.relative_to(out) for p in (out / "outputs/models").rglob("*")
+                    if p.is_file() and not p.name.endswith(".seconds.json") and p.name != ".gitignore")
+    assert len(models) >= 10 and any(p.name.endswith(".seconds.json") for p in (out / "outputs/models").rglob("*"))
+    differ = [str(p) for p in models if (out / p).read_bytes() != (proj / p).read_bytes()]
+    assert not differ, f"model files differ between two identical runs: {differ}"
 
     # The solver study on the same project (seed 0 only on smoke): every solver lands in the table,
     # the two that stage 02 trained are reused, and stage 05 draws it.

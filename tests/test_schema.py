@@ -69,7 +69,8 @@ def test_schema_knows_the_architectures_and_the_posttrain_fields():
     from vrlic.posttrain import PostTrainConfig
 
     assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
-    settable = {f.name for f in fields(PostTrainConfig)} - {"arch", "lambdas", "init", "extra"}
+    # crop_candidates is the data section's (one sampler per stage), not a variant's
+    settable = {f.name for f in fields(PostTrainConfig)} - {"arch", "lambdas", "init", "extra", "crop_candidates"}
     assert set(PostTrainSettings.model_fields) == settable
 
 

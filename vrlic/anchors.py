@@ -43,7 +43,7 @@ def base_model_file(out_dir: str | os.PathLike, arch: str, lambdas: Sequence[flo
 def train_config(p: dict[str, Any], arch: str, lmbda: float) -> TrainConfig:
     return TrainConfig(
         arch=arch, N=p["N"], M=p["M"], lmbda=lmbda, iters=p["iters"], batch_size=p["batch_size"],
-        crop=p["crop"], lr=p["lr"], lr_decay_at=p.get("lr_decay_at", 0.8), aux_lr=p.get("aux_lr", 1e-3),
+        crop=p["crop"], crop_candidates=p.get("data", {}).get("crop_candidates", 1), lr=p["lr"], lr_decay_at=p.get("lr_decay_at", 0.8), aux_lr=p.get("aux_lr", 1e-3),
         clip_max_norm=p.get("clip_max_norm", 1.0), seed=p.get("seed", 0), ckpt_every=p.get("ckpt_every", 100),
     )
 
@@ -113,7 +113,8 @@ def _train_anchor_task(p: dict[str, Any], arch: str, lmbda: float, train_files: 
     # interleaved by timing: capture them and let the parent print them in order
     with contextlib.redirect_stdout(out), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        sampler = CropSampler.from_files(train_files, crop=p["crop"], batch_size=p["batch_size"], seed=p.get("seed", 0))
+        sampler = CropSampler.from_files(train_files, crop=p["crop"], batch_size=p["batch_size"], seed=p.get("seed", 0),
+                                         candidates=p.get("data", {}).get("crop_candidates", 1))
         anchor = train_anchor(p, arch, lmbda, sampler, Path(out_dir), torch.device(device),
                               log_dir=None if log_dir is None else Path(log_dir), progress=False,
                               val_files=[Path(f) for f in val_files] if val_files else None)

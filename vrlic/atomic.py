@@ -34,8 +34,10 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a truncated file behind."""
+    """``torch.save`` that never leaves a truncated file behind, and the same bytes for the same
+    object: saved through a file object, as ``torch.save`` names the zip archive's root folder
+    after the file path it is given (here a random temporary name)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)

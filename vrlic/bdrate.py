@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+METRICS = ("psnr-rgb", "ms-ssim-rgb")  # what every RD table reports
 
 def _curve(res: dict[str, Any], metric: str) -> tuple[np.ndarray, np.ndarray]:
     r = res["results"] if "results" in res else res
@@ -119,3 +120,11 @@ def interval_text(s: dict[str, Any], noise: float | None = None) -> str:
     if noise is not None and math.isfinite(noise):
         txt += f" ±{noise:.1f}"
     return txt
+
+
+def bd_summaries(anchor: dict[str, Any], test: dict[str, Any], metrics: Sequence[str] = METRICS) -> dict[str, dict[str, Any]]:
+    """``bd_summary`` per metric, without the interpolation warnings of curves that barely overlap
+    (each summary reports its overlap, which says so)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {m: bd_summary(dict(anchor), dict(test), m) for m in metrics}

@@ -227,7 +227,8 @@ class CompactCropSampler(CropSampler):
     take ~7 GB instead of ~28 GB); batch ``step`` is exactly ``CropSampler``'s."""
 
     @classmethod
-    def from_files(cls, files: Sequence[str | os.PathLike], crop: int, batch_size: int, seed: int = 0) -> "CompactCropSampler":
+    def from_files(cls, files: Sequence[str | os.PathLike], crop: int, batch_size: int, seed: int = 0,
+                   candidates: int = 1) -> "CompactCropSampler":
         from PIL import Image
 
         images = []
@@ -235,7 +236,7 @@ class CompactCropSampler(CropSampler):
             with Image.open(f) as im:
                 arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
             images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
-        return cls(images, crop, batch_size, seed)
+        return cls(images, crop, batch_size, seed, candidates)
 
     @staticmethod
     def _as_float(patch: torch.Tensor) -> torch.Tensor:

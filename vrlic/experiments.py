@@ -6,6 +6,7 @@ base model, or an earlier stage's variant) and evaluated with real bitstreams.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +14,13 @@ from typing import Any, Sequence
 
 import torch
 
+from .atomic import write_json
 from .data import CropSampler
 from .evaluate import measure_rd_curve, results_json
 from .models import load_model, save_model, weights_fingerprint
 from .posttrain import PostTrainConfig, posttrain, unfreeze
 from .provenance import code_version
-from .bdrate import bd_rate, bd_summary, interval_text
+from .bdrate import METRICS, bd_rate, bd_summaries, interval_text
 from .interop import from_single_rate
 from .vbr import VariableRateMixin
 
@@ -27,6 +29,13 @@ _CONFIG_KEYS = set(PostTrainConfig.__dataclass_fields__)
 
 def variant_file(out_dir: str | Path, arch: str, name: str) -> Path:
     return Path(out_dir) / arch / f"{name}.pth.tar"
+
+
+def seconds_file(model_file: str | Path) -> Path:
+    """Where a variant's training wall time is kept: beside the model, not in it (the model's bytes
+    must be the same on every run) and outside DVC's hash of the folder (``.dvcignore``)."""
+    model_file = Path(model_file)
+    return model_file.with_name(model_file.name.replace(".pth.tar", ".seconds.json"))
 
 
 def starting_model(init: str | Path, arch: str, lambdas: Sequence[float], offsets: bool, vr_hyper: bool,
@@ -62,7 +71,10 @@ def _finished(path: Path, cfg: PostTrainConfig) -> float | None:
         return None
     meta = torch.load(path, map_location="cpu", weights_only=False)
     if meta.get("config") == cfg.fingerprint() and meta.get("code") == code_version():
-        return float(meta.get("seconds", math.nan))
+        try:
+            return float(json.loads(seconds_file(path).read_text())["seconds"])
+        except (OSError, ValueError, KeyError):
+            return math.nan  # the model is what matters; its wall time may be lost
     return None
 
 
@@ -77,7 +89,7 @@ def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str
         raise ValueError(f"unknown post-training settings for variant {name!r}: {sorted(unknown)}")
     model = starting_model(init, arch, opts["lambdas"], opts.get("offsets", False), opts.get("vr_hyper", False),
                            opts.get("train_gains", False))
-    cfg = PostTrainConfig(arch=arch, init=weights_fingerprint(model), **opts)
+    cfg = PostTrainConfig(arch=arch, init=weights_fingerprint(model), **{**opts, "crop_candidates": sampler.candidates})
     final = variant_file(out_dir, arch, name)
     for path in (final, *(variant_file(d, arch, name) for d in reuse_from)):
         secs = _finished(path, cfg)
@@ -87,8 +99,8 @@ def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str
     state = posttrain(model, cfg, sampler, ckpt, device=device, progress=progress,
                       log_dir=None if log_dir is None else Path(log_dir) / arch / name)
     unfreeze(state.model)
-    save_model(state.model.cpu(), arch, final, config=cfg.fingerprint(), variant=name, seconds=state.seconds,
-               code=code_version())
+    save_model(state.model.cpu(), arch, final, config=cfg.fingerprint(), variant=name, code=code_version())
+    write_json(seconds_file(final), {"seconds": state.seconds})
     return final, state.seconds
 
 
@@ -157,8 +169,6 @@ class StageContext:
 def stage_context(root: Path, p: dict[str, Any], finetuned: bool = False) -> StageContext:
     """The device, data split, stage-01 anchors, crop sampler (and, with ``finetuned``, stage 02's
     fine-tuned anchors) of a stage's parameters ``p``."""
-    import json
-
     from .data import resolve_split
     from .device import pick_device
 
@@ -167,7 +177,7 @@ def stage_context(root: Path, p: dict[str, Any], finetuned: bool = False) -> Sta
     ctx = StageContext(root, pick_device(p["device"]), train_files, val_files,
                         json.loads((root / p["paths"]["anchors"]).read_text())["models"],
                         CropSampler.from_files(train_files, crop=common["crop"], batch_size=common["batch_size"],
-                                               seed=common["seed"]))
+                                               seed=common["seed"], candidates=p["data"].get("crop_candidates", 1)))
     if finetuned:
         ctx.finetuned = json.loads((root / p["paths"]["posttrain"]).read_text())["finetuned_anchors"]
     return ctx
@@ -202,16 +212,15 @@ def evaluate_variants(ctx: StageContext, models: dict[tuple[str, str], Path], be
 
 
 REFERENCES = ("scratch", "finetuned")
-METRICS = ("psnr-rgb", "ms-ssim-rgb")
 
 
 def bd_against_references(ctx: StageContext, arch: str, res: dict[str, Any]) -> dict[str, Any]:
-    """BD-rate summaries (``vrlic.bdrate.bd_summary``) of ``res`` (all its steps: the continuous
+    """BD-rate summaries (``vrlic.bdrate.bd_summaries``) of ``res`` (all its steps: the continuous
     model) against the scratch anchors and, when known, the fine-tuned anchors, PSNR and MS-SSIM."""
     refs = {"scratch": ctx.anchors.get(arch)}
     if ctx.finetuned:
         refs["finetuned"] = ctx.finetuned.get(arch)
-    return {ref: {m: bd_summary(anchor, res, m) for m in METRICS} for ref, anchor in refs.items() if anchor}
+    return {ref: bd_summaries(anchor, res) for ref, anchor in refs.items() if anchor}
 
 
 def with_anchors(curves: dict[str, dict[str, Any]], anchors: dict[str, Any],

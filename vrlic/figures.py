@@ -43,7 +43,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .bdrate import MIN_OVERLAP, bd_summary
+from .bdrate import MIN_OVERLAP, bd_summaries
 from .experiments import ABLATION_GRID, METRICS, REFERENCES
 
 import matplotlib  # noqa: E402
@@ -295,19 +295,13 @@ def display_table(table: pd.DataFrame, metric: str | None = "PSNR") -> pd.DataFr
     return out.reset_index(drop=True)
 
 
-def _contrast_bd(by: Mapping[str, Any], base: str, test: str, metric: str) -> dict[str, Any]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return bd_summary(by[base], by[test], metric)
-
-
 def contrast_values(curves: Mapping[str, Mapping[str, Any]],
                     contrasts: Sequence[tuple[str, str, str, str]] = CONTRASTS) -> dict[str, float]:
     """{"arch|contrast|metric": pchip} of every direct contrast the curves allow (what ``make noise``
     records per seed, so that a contrast's seed spread is its own, paired one)."""
-    return {f"{arch}|{key}|{METRIC_LABEL[m]}": _num(_contrast_bd(by, base, test, m).get("pchip"))
+    return {f"{arch}|{key}|{METRIC_LABEL[m]}": _num(s.get("pchip"))
             for arch, by in curves.items() for key, _, base, test in contrasts
-            if base in by and test in by for m in METRICS}
+            if base in by and test in by for m, s in bd_summaries(by[base], by[test]).items()}
 
 
 def seed_curves(root: str | os.PathLike, paths: Mapping[str, str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -328,8 +322,7 @@ def contrast_table(curves: Mapping[str, Mapping[str, Any]], noise: Mapping[str, 
         for key, what, base, test in contrasts:
             if base not in by or test not in by:
                 continue
-            for metric in METRICS:
-                s = _contrast_bd(by, base, test, metric)
+            for metric, s in bd_summaries(by[base], by[test]).items():
                 got = ((noise or {}).get("contrasts") or {}).get(f"{arch}|{key}|{METRIC_LABEL[metric]}", {})
                 spread = _num(got.get("spread"))
                 vals = {c: _num(s.get(c)) for c in BD_COLUMNS}
@@ -385,9 +378,7 @@ def dense_bd(dense: Mapping[str, Mapping[str, Any]], refs: Mapping[str, Mapping[
     out: dict[str, Any] = {}
     for arch, res in dense.items():
         for ref, anchor in refs.get(arch, {}).items():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out.setdefault(arch, {})[ref] = {m: bd_summary(anchor, res, m) for m in METRICS}
+            out.setdefault(arch, {})[ref] = bd_summaries(anchor, res)
     return out
 
 

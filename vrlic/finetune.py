@@ -17,17 +17,17 @@ import torch
 from .anchors import Anchor, lambda_tag
 from .data import CropSampler
 from .models import load_model, save_model, weights_fingerprint
-from .train import TrainConfig, TrainingState, rd_loss, run_training, split_parameters, train_iteration
+from .train import TrainConfig, TrainingState, check_sampler, rd_loss, run_training, split_parameters, train_iteration
 
 
 def finetune_file(out_dir: str | os.PathLike, arch: str, lmbda: float) -> Path:
     return Path(out_dir) / arch / f"finetuned-{lambda_tag(lmbda)}.pth.tar"
 
 
-def finetune_config(base, arch: str, lmbda: float, common: dict[str, Any]) -> TrainConfig:
+def finetune_config(base, arch: str, lmbda: float, common: dict[str, Any], crop_candidates: int = 1) -> TrainConfig:
     """The post-training schedule (iterations, batches, lr and its decay), as a single-rate run."""
     return TrainConfig(arch=arch, N=int(base.N), M=int(base.M), lmbda=lmbda, iters=common["iters"],
-                       batch_size=common["batch_size"], crop=common["crop"], lr=common["lr"],
+                       batch_size=common["batch_size"], crop=common["crop"], crop_candidates=crop_candidates, lr=common["lr"],
                        lr_decay_at=common.get("lr_decay_at", 0.8), aux_lr=common.get("aux_lr", 1e-3),
                        clip_max_norm=common.get("clip_max_norm", 1.0), seed=common["seed"],
                        ckpt_every=common.get("ckpt_every", 50), extra={"init": weights_fingerprint(base)})
@@ -38,7 +38,8 @@ def finetune_anchor(base_file: str | os.PathLike, arch: str, lmbda: float, commo
                     log_dir: str | os.PathLike | None = None) -> Anchor:
     """Fine-tune (or resume, or reuse) the base model at ``lmbda`` with the post-training budget."""
     base, _ = load_model(base_file)
-    cfg = finetune_config(base, arch, lmbda, common)
+    cfg = finetune_config(base, arch, lmbda, common, sampler.candidates)
+    check_sampler(sampler, cfg)
     final = finetune_file(out_dir, arch, lmbda)
     if final.exists() and torch.load(final, map_location="cpu", weights_only=False).get("config") == cfg.fingerprint():
         return Anchor(arch, lmbda, final)

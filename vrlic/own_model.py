@@ -109,7 +109,8 @@ def posttrain_checkpoint(base: str | os.PathLike, out: str | os.PathLike, train_
     print(f"post-training {arch} (N={model.N}, M={model.M}) from {base}: {solver}, {len(lambdas)} λ, "
           f"{cfg.iters} iterations, {len(files)} training images, device {dev}; checkpoint {ckpt}"
           + (" (resuming if it matches)" if ckpt.exists() else ""), flush=True)
-    sampler = CompactCropSampler.from_files(files, crop=cfg.crop, batch_size=cfg.batch_size, seed=cfg.seed)
+    sampler = CompactCropSampler.from_files(files, crop=cfg.crop, batch_size=cfg.batch_size, seed=cfg.seed,
+                                            candidates=cfg.crop_candidates)
     state = posttrain(model, cfg, sampler, ckpt, device=dev, log_dir=log_dir, progress=progress,
                       stop_after=stop_after, log_every=max(1, min(100, cfg.ckpt_every)))
     if state.iter < cfg.iters:

@@ -50,8 +50,8 @@ import torch
 
 from . import diagnostics, mgda
 from .data import CropSampler
-from .train import (TrainingState, check_finite, lr_factor, optimizer_step, psnr_from_mse, rd_loss, run_training,
-                    split_parameters)
+from .train import (TrainingState, check_finite, check_sampler, lr_factor, optimizer_step, psnr_from_mse, rd_loss,
+                    run_training, split_parameters)
 
 MOO_CHOICES = ("mgda", "weighted_sum", "random", "cagrad", "loss_balanced")
 MULTI_GRADIENT = ("mgda", "cagrad")  # the solvers that need the per-objective gradients
@@ -76,6 +76,7 @@ class PostTrainConfig:
     vr_hyper: bool = False
     batch_size: int = 8
     crop: int = 64
+    crop_candidates: int = 1  # the sampler's texture selection (``CropSampler.candidates``)
     lr: float = 1e-4
     lr_gain: float = 1e-3
     lr_decay_at: float | list[float] = 0.8
@@ -162,7 +163,7 @@ class PostTrainConfig:
 
 
 _LATER_DEFAULTS = {name: PostTrainConfig.__dataclass_fields__[name].default
-                   for name in ("ref_losses", "excess_eps", "cagrad_c", "optimizer", "momentum", "nesterov", "warmup",
+                   for name in ("crop_candidates", "ref_losses", "excess_eps", "cagrad_c", "optimizer", "momentum", "nesterov", "warmup",
                                 "warmup_frac", "alpha_ema", "alpha_every")}
 
 
@@ -384,6 +385,7 @@ def posttrain(model: torch.nn.Module, cfg: PostTrainConfig, sampler: CropSampler
               stop_after: int | None = None, log_every: int = 10) -> PostTrainState:
     """Post-train ``model`` (a variable-rate model) to ``cfg.iters``; resumable like stage 01
     (the solver's state included)."""
+    check_sampler(sampler, cfg)
     device = torch.device(device)
     model = model.to(device)
     state = make_state(model, cfg)

@@ -69,6 +69,7 @@ class Data(Strict):
     cache_dir: Optional[str] = None
     kodak_lock: Optional[str] = None
     dir: Optional[str] = None
+    crop_candidates: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _folders(self):

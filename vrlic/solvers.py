@@ -118,15 +118,9 @@ def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
 
 def direct_bd(baseline: Mapping[str, Any] | None, test: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     """BD-rate summaries of ``test``'s curve against ``baseline``'s, per metric ({} without a baseline)."""
-    import warnings
+    from .bdrate import bd_summaries
 
-    from .bdrate import bd_summary
-
-    if baseline is None:
-        return {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return {m: bd_summary(dict(baseline), dict(test), m) for m in METRIC_TAG}
+    return {} if baseline is None else bd_summaries(baseline, test, list(METRIC_TAG))
 
 
 def _finite(v: Any) -> float:

@@ -33,6 +33,7 @@ class TrainConfig:
     iters: int
     batch_size: int = 8
     crop: int = 128
+    crop_candidates: int = 1  # the sampler's texture selection (``CropSampler.candidates``)
     lr: float = 1e-4
     lr_decay_at: float | list[float] = 0.8  # fraction(s) of the iterations after which lr drops 10×
     aux_lr: float = 1e-3
@@ -241,6 +242,13 @@ def run_training(
     return state
 
 
+def check_sampler(sampler: CropSampler, cfg: Any) -> None:
+    """The crop selection must be the one the configuration (and so the checkpoint's fingerprint) names."""
+    if sampler.candidates != cfg.crop_candidates:
+        raise ValueError(f"the sampler draws each crop from {sampler.candidates} candidates, the configuration "
+                         f"says {cfg.crop_candidates} (crop_candidates)")
+
+
 def train_single_rate(
     cfg: TrainConfig,
     sampler: CropSampler,
@@ -257,6 +265,7 @@ def train_single_rate(
     An ``on_iter`` hook with a ``model`` attribute (e.g. ``vrlic.convergence.ValidationCurve``) is
     given the model being trained.
     """
+    check_sampler(sampler, cfg)
     device = torch.device(device)
     state = TrainingState.single_rate(cfg, device)
     if on_iter is not None and hasattr(on_iter, "model"):
