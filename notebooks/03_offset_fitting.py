@@ -62,7 +62,7 @@ for arch in architectures:
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
                     lambda arch, name: (ROOT / out_dir / arch / "centroid-fit.pth.tar" if variants[name].get("offsets")
                                         else variant_file(ROOT / init_dir, arch, init_variant)), out_dir,
-                    paths["offsets_logs"])
+                    paths["offsets_logs"], jobs=P["jobs"])
 models = {arch: path for (arch, name), (path, _) in runs.items() if name == "offsets"}
 
 # %% [markdown]

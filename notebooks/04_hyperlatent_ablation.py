@@ -49,7 +49,7 @@ ctx = stage_context(ROOT, P, finetuned=True)
 # %%
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
                     lambda arch, _: variant_file(ROOT / paths["offsets_models"], arch, P["init_variant"]),
-                    paths["hyperlatent_models"], paths["hyperlatent_logs"])
+                    paths["hyperlatent_models"], paths["hyperlatent_logs"], jobs=P["jobs"])
 
 # %% [markdown]
 # ## Rate–distortion and the hyper latent's share of the bitstream

@@ -15,6 +15,7 @@ import torch
 
 from .data import CropSampler
 from .evaluate import measure_rd_point, results_json
+from .jobs import side_by_side
 from .models import load_model, save_model
 from .train import TrainConfig, train_single_rate
 from .zoo import ZOO_LAMBDAS
@@ -80,45 +81,22 @@ def train_anchors(p: dict[str, Any], architectures: Sequence[str], lambdas: Sequ
                   val_files: Sequence[Path] | None = None, jobs: int = 1) -> list[Anchor]:
     """Train (or resume, or reuse) the anchor of every (architecture, λ); the base (the largest λ)
     records its validation curve. With ``jobs`` > 1 on the CPU, that many runs go side by side with
-    one thread each (on 2 cores two one-thread runs train ~1.5× faster than one two-thread run), and
-    each run's summary line is printed in the order of the runs, whatever order they finish in."""
+    one thread each (``vrlic.jobs.side_by_side``)."""
     tasks = [(arch, lmbda, lmbda == max(lambdas)) for arch in architectures for lmbda in lambdas]
     args = [(p, arch, lmbda, [str(f) for f in train_files], str(out_dir), str(device),
              None if log_dir is None else str(log_dir), [str(f) for f in val_files or []] if base else None)
             for arch, lmbda, base in tasks]
-    if jobs <= 1 or device.type != "cpu":
-        done = [_train_anchor_task(*a, threads=None) for a in args]
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            done = list(pool.map(_train_anchor_task, *zip(*args)))
-    for _, text in done:
-        print(text, end="")
-    return [anchor for anchor, _ in done]
+    return side_by_side(_train_anchor_task, args, jobs if device.type == "cpu" else 1)
 
 
 def _train_anchor_task(p: dict[str, Any], arch: str, lmbda: float, train_files: list[str], out_dir: str, device: str,
-                       log_dir: str | None, val_files: list[str] | None, threads: int | None = 1) -> tuple[Anchor, str]:
-    """One ``train_anchor`` run (in a worker: one thread), with what it printed, for the parent to show."""
-    import contextlib
-    import io
-    import warnings
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    out = io.StringIO()
-    # a worker's prints would reach an executed notebook through the kernel's file descriptors,
-    # interleaved by timing: capture them and let the parent print them in order
-    with contextlib.redirect_stdout(out), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        sampler = CropSampler.from_files(train_files, crop=p["crop"], batch_size=p["batch_size"], seed=p.get("seed", 0),
-                                         candidates=p.get("data", {}).get("crop_candidates", 1))
-        anchor = train_anchor(p, arch, lmbda, sampler, Path(out_dir), torch.device(device),
-                              log_dir=None if log_dir is None else Path(log_dir), progress=False,
-                              val_files=[Path(f) for f in val_files] if val_files else None)
-    return anchor, out.getvalue()
+                       log_dir: str | None, val_files: list[str] | None) -> Anchor:
+    """One ``train_anchor`` run, from picklable arguments (a ``side_by_side`` task)."""
+    sampler = CropSampler.from_files(train_files, crop=p["crop"], batch_size=p["batch_size"], seed=p.get("seed", 0),
+                                     candidates=p.get("data", {}).get("crop_candidates", 1))
+    return train_anchor(p, arch, lmbda, sampler, Path(out_dir), torch.device(device),
+                        log_dir=None if log_dir is None else Path(log_dir), progress=False,
+                        val_files=[Path(f) for f in val_files] if val_files else None)
 
 
 def convergence_of(anchor: Anchor) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -185,6 +185,19 @@ class CropSampler:
     def _as_float(patch: torch.Tensor) -> torch.Tensor:
         """The stored pixels as floats in [0, 1] (a subclass may store them more compactly)."""
         return patch
+
+
+def sampler_spec(sampler: CropSampler, files: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """A sampler built by ``CropSampler.from_files(files, ...)`` as picklable arguments (for a worker
+    process: sending the file names is cheaper than sending the pixels)."""
+    return {"files": [str(f) for f in files], "crop": sampler.crop, "batch_size": sampler.batch_size,
+            "seed": sampler.seed, "candidates": sampler.candidates}
+
+
+def sampler_from_spec(spec: dict[str, Any]) -> CropSampler:
+    """The sampler of ``sampler_spec``."""
+    return CropSampler.from_files(spec["files"], crop=spec["crop"], batch_size=spec["batch_size"], seed=spec["seed"],
+                                  candidates=spec["candidates"])
 
 
 def texture(patch: torch.Tensor) -> float:

@@ -15,13 +15,14 @@ from typing import Any, Sequence
 import torch
 
 from .atomic import write_json
-from .data import CropSampler
+from .data import CropSampler, sampler_from_spec, sampler_spec
 from .evaluate import measure_rd_curve, results_json
 from .models import load_model, save_model, weights_fingerprint
 from .posttrain import PostTrainConfig, posttrain, unfreeze
 from .provenance import code_version
 from .bdrate import METRICS, bd_rate, bd_summaries, interval_text
 from .interop import from_single_rate
+from .jobs import side_by_side
 from .vbr import VariableRateMixin
 
 _CONFIG_KEYS = set(PostTrainConfig.__dataclass_fields__)
@@ -185,17 +186,30 @@ def stage_context(root: Path, p: dict[str, Any], finetuned: bool = False) -> Sta
 
 def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict[str, dict[str, Any]],
                  common: dict[str, Any], init_for, out_dir: str, log_dir: str,
-                 ref_losses: dict[str, Sequence[float]] | None = None) -> dict[tuple[str, str], tuple[Path, float]]:
+                 ref_losses: dict[str, Sequence[float]] | None = None, jobs: int = 1) -> dict[tuple[str, str], tuple[Path, float]]:
     """``run_variant`` for every (architecture, variant); ``init_for(arch, variant)`` gives the start
-    file, ``ref_losses[arch]`` the L*_k of a variant with the excess normalisation."""
-    done = {}
+    file, ``ref_losses[arch]`` the L*_k of a variant with the excess normalisation. With ``jobs`` > 1
+    on the CPU, that many runs go side by side with one thread each (``vrlic.jobs.side_by_side``),
+    the costliest (most backward passes an iteration) first."""
+    from .solvers import backward_passes
+
+    keys, tasks, costs = [], [], []
     for arch in architectures:
         for name, settings in variants.items():
             settings = with_reference_losses({**common, **settings}, (ref_losses or {}).get(arch))
-            path, secs = run_variant(arch, name, settings, {}, init_for(arch, name), ctx.sampler, ctx.root / out_dir,
-                                     ctx.device, log_dir=ctx.root / log_dir)
-            done[(arch, name)] = (path, secs)
-    return done
+            keys.append((arch, name))
+            tasks.append((arch, name, settings, str(init_for(arch, name)), sampler_spec(ctx.sampler, ctx.train_files), str(ctx.root / out_dir),
+                          str(ctx.device), str(ctx.root / log_dir)))
+            costs.append(settings["iters"] * backward_passes(settings, len(settings["lambdas"])))
+    done = side_by_side(_variant_task, tasks, jobs if ctx.device.type == "cpu" else 1, costs)
+    return dict(zip(keys, done))
+
+
+def _variant_task(arch: str, name: str, settings: dict[str, Any], init: str, spec: dict[str, Any], out_dir: str,
+                  device: str, log_dir: str) -> tuple[Path, float]:
+    """One ``run_variant``, from picklable arguments (a ``side_by_side`` task)."""
+    return run_variant(arch, name, settings, {}, init, sampler_from_spec(spec), out_dir, torch.device(device), log_dir=log_dir,
+                       progress=False)
 
 
 def evaluate_variants(ctx: StageContext, models: dict[tuple[str, str], Path], between: int = 1,

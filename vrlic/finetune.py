@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import torch
 
 from .anchors import Anchor, lambda_tag
-from .data import CropSampler
+from .data import CropSampler, sampler_from_spec, sampler_spec
+from .jobs import side_by_side
 from .models import load_model, save_model, weights_fingerprint
 from .train import TrainConfig, TrainingState, check_sampler, rd_loss, run_training, split_parameters, train_iteration
 
@@ -55,10 +56,26 @@ def finetune_anchor(base_file: str | os.PathLike, arch: str, lmbda: float, commo
 
 def finetune_anchors(base_for, architectures: Sequence[str], lambdas: Sequence[float], common: dict[str, Any],
                      sampler: CropSampler, out_dir: str | os.PathLike, device: torch.device,
-                     log_dir: str | os.PathLike | None = None) -> list[Anchor]:
-    """``finetune_anchor`` for every (architecture, λ); ``base_for(arch)`` gives the base model file."""
-    return [finetune_anchor(base_for(arch), arch, lmbda, common, sampler, out_dir, device, log_dir)
-            for arch in architectures for lmbda in lambdas]
+                     log_dir: str | os.PathLike | None = None, train_files: Sequence[str | os.PathLike] = (),
+                     jobs: int = 1) -> list[Anchor]:
+    """``finetune_anchor`` for every (architecture, λ); ``base_for(arch)`` gives the base model file.
+    With ``jobs`` > 1 on the CPU (and the sampler's ``train_files``), that many run side by side with
+    one thread each (``vrlic.jobs.side_by_side``)."""
+    if jobs > 1 and device.type == "cpu" and not train_files:
+        raise ValueError("finetune_anchors: jobs > 1 needs the sampler's train_files")
+    if jobs <= 1 or device.type != "cpu":
+        return [finetune_anchor(base_for(arch), arch, lmbda, common, sampler, out_dir, device, log_dir)
+                for arch in architectures for lmbda in lambdas]
+    spec = sampler_spec(sampler, train_files)
+    tasks = [(str(base_for(arch)), arch, lmbda, common, spec, str(out_dir), None if log_dir is None else str(log_dir))
+             for arch in architectures for lmbda in lambdas]
+    return side_by_side(_finetune_task, tasks, jobs)
+
+
+def _finetune_task(base_file: str, arch: str, lmbda: float, common: dict[str, Any], spec: dict[str, Any],
+                   out_dir: str, log_dir: str | None) -> Anchor:
+    """One ``finetune_anchor`` on the CPU, from picklable arguments (a ``side_by_side`` task)."""
+    return finetune_anchor(base_file, arch, lmbda, common, sampler_from_spec(spec), out_dir, torch.device("cpu"), log_dir)
 
 
 REFERENCE_BATCHES = 8  # batches over which L*_k is averaged

@@ -46,7 +46,8 @@ def run_seed(k: int, root: Path, work: Path) -> list[dict[str, Any]]:
             shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
     for stage, nb in POSTTRAIN_STAGES:
         seed = stage_params(stage, params)["common"]["seed"] + k * SEED_SHIFT
-        overrides = {"data": {"dir": str(root / paths["data"])}, "common": {"seed": seed}}
+        # one run at a time in this kernel (its one thread): seeds already run side by side
+        overrides = {"data": {"dir": str(root / paths["data"])}, "common": {"seed": seed}, "jobs": 1}
         run_notebook(root / f"notebooks/{nb}.py", work / "notebooks" / f"{nb}.ipynb",
                      {"root": str(work), "overrides": overrides}, cwd=root, log_output=False)
     return json.loads((work / paths["ablation_json"]).read_text())["rows"]

@@ -163,6 +163,7 @@ class VariantStage(Strict):
     variants: dict[str, dict[str, Any]] = Field(min_length=1)
     between: int = Field(ge=0)
     device: Device
+    jobs: int = Field(default=1, ge=1)  # runs side by side on the CPU, one thread each
     init_variant: Optional[str] = None
 
     @model_validator(mode="after")
