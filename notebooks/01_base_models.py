@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 from IPython.display import Image, display
 
-from vrlic.anchors import (base_model_file, checkpoint_anchor, convergence_of, evaluate_anchors, rd_table, train_anchors,
-                           zoo_anchor)
+from vrlic.anchors import (base_model_file, checkpoint_anchor, convergence_of, drift_table, evaluate_anchors, rd_table,
+                           train_anchors, zoo_anchor)
 from vrlic.atomic import write_json
 from vrlic.bdrate import bd_summaries, interval_text
 from vrlic.classical import classical_curves
@@ -57,7 +57,7 @@ print(f"{len(val_files)} validation images: " + ", ".join(p.stem for p in val_fi
 # horizontal flips) of the training photographs. Training state is checkpointed atomically every
 # `ckpt_every` iterations; re-running the stage after a kill resumes from the last checkpoint and
 # replays the same batches, so the result does not depend on where it was interrupted. Loss, bpp
-# and PSNR are logged with dvclive under `paths.base_logs`; the base model's validation loss is
+# and PSNR are logged with dvclive under `paths.base_logs`; every model's validation loss is
 # recorded 20 times over its run. With `jobs: 2` (the mini default) two runs train side by side,
 # one thread each.
 
@@ -95,6 +95,27 @@ if convergence:
               f"improvement over the last 20 % of the iterations: {c['last20_improvement_pct']:.1f} %")
 
 # %% [markdown]
+# ## Did any anchor drift?
+#
+# Every scratch anchor records the same validation curve. A run whose validation loss ends well
+# above its own lowest point has drifted away from the validation photographs while its training
+# loss kept falling: it fits the few training images, not photographs in general. Such an anchor
+# sits off the curve its neighbours draw, and every BD-rate against the scratch anchors inherits
+# it; the fine-tuned anchors of stage 02 are the reference it does not touch. The final model is
+# kept either way (choosing the best point on the validation photographs would tune on the images
+# that measure the result).
+
+# %%
+drift = drift_table(anchors)
+if len(drift):
+    display(drift.round({"val_loss": 3, "val_bpp": 3, "val_bpp_at_best": 3, "rise_from_best_pct": 1,
+                         "last20_improvement_pct": 1}))
+    for r in drift.itertuples():
+        if r.rise_from_best_pct > 5:
+            print(f"{r.arch} λ={r.lmbda:g} drifted: its final validation loss is {r.rise_from_best_pct:.0f} % above "
+                  f"its lowest (iteration {r.best_iter}); validation bpp {r.val_bpp_at_best:.3f} → {r.val_bpp:.3f}")
+
+# %% [markdown]
 # ## Rate–distortion of the anchors, with real bitstreams, next to JPEG and WebP
 #
 # Every validation image is padded to a multiple of 64, compressed with CompressAI's rANS coder
@@ -115,7 +136,8 @@ classical = classical_curves(val_files)
 vs_jpeg = {arch: bd_summaries(classical["jpeg"], anchor_results[arch]) for arch in anchor_results}
 write_json(ROOT / paths["anchors"], {**stamp("base_models", P), "environment": environment(),
                                      "data": [p.stem for p in val_files], "models": anchor_results,
-                                     "convergence": convergence, "bd_vs_jpeg": vs_jpeg})
+                                     "convergence": convergence, "drift": drift.to_dict("records"),
+                                     "bd_vs_jpeg": vs_jpeg})
 write_json(ROOT / paths["classical"], {"profile": profile, "data": [p.stem for p in val_files], "codecs": classical})
 table = rd_table(anchor_results)
 display(table[["arch", "lmbda", "bpp", "psnr-rgb", "ms-ssim-rgb"]].round({"bpp": 4, "psnr-rgb": 2, "ms-ssim-rgb": 4}))

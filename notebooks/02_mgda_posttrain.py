@@ -66,7 +66,7 @@ print(f"profile {profile} · device {ctx.device} · λ {lambdas} · variants {li
 # %%
 base_for = lambda arch: base_model_file(ROOT / paths["base_models"], arch, lambdas)  # noqa: E731
 ft = finetune_anchors(base_for, architectures, lambdas, common, ctx.sampler, ROOT / paths["posttrain_models"] / "finetuned",
-                      ctx.device, log_dir=ROOT / paths["posttrain_logs"], train_files=ctx.train_files, jobs=P["jobs"])
+                      ctx.device, log_dir=ROOT / paths["posttrain_logs"], jobs=P["jobs"])
 ctx.finetuned = evaluate_anchors(ft, ctx.val_files, ctx.device)
 display(rd_table(ctx.finetuned)[["arch", "lmbda", "bpp", "psnr-rgb", "ms-ssim-rgb"]].round(4))
 # L*_k of the excess normalisation: each fine-tuned anchor's training loss at its own λ

@@ -89,3 +89,15 @@ def test_image_roundtrip_and_bad_file(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="not a readable image"):
         load_image(tmp_path / "bad.png")
+
+
+def test_sampler_spec_rebuilds_the_same_batches(embedded):
+    from vrlic.data import sampler_from_spec, sampler_spec
+
+    files = list_images(embedded, ["chelsea", "rocket"])
+    s = CropSampler.from_files(files, crop=32, batch_size=2, seed=5, candidates=2)
+    spec = sampler_spec(s)
+    assert spec["files"] == [str(f) for f in files]
+    assert torch.equal(sampler_from_spec(spec).batch(7), s.batch(7))
+    with pytest.raises(ValueError, match="not built from files"):
+        sampler_spec(CropSampler([torch.rand(3, 40, 40)], crop=32, batch_size=1))

@@ -4,7 +4,8 @@ import math
 import pytest
 
 from vrlic.noise import seed_stats
-from vrlic.solvers import backward_passes, summarize
+from vrlic.posttrain import backward_passes
+from vrlic.solvers import summarize
 
 
 def _row(arch, solver, seed, ft, scratch=0.0, overlap=0.9):
@@ -87,6 +88,18 @@ def test_direct_reference_decides_where_the_anchors_cannot():
     assert d["paired_diff"] == {0: -4.0, 1: -3.5, 2: -3.0} and d["bar"] == 1.0 and d["verdict"] == "better"
     assert _entry(summary, "noisy", "direct")["verdict"] == "no difference"
     assert _entry(summary, "weighted_sum", "direct")["verdict"] == "baseline"
+
+
+def test_direct_verdict_needs_every_image_of_every_seed():
+    # every seed is behind beyond the spread, but one image of one seed is ahead: stage 05's rule
+    # (every image on one side) calls that "no difference", and so must the solver table
+    rows = [_direct(_row("a", "weighted_sum", s, 0.0), 0.0) for s in range(3)]
+    rows += [_direct(_row("a", "x", s, 0.0), 3.0 + 0.5 * s) for s in range(3)]
+    for r in rows[3:]:
+        r["direct_psnr_image_min"], r["direct_psnr_image_max"] = 1.0, 5.0
+    assert _entry(summarize(rows), "x", "direct")["verdict"] == "worse"
+    rows[4]["direct_psnr_image_min"] = -0.1
+    assert _entry(summarize(rows), "x", "direct")["verdict"] == "no difference"
 
 
 def test_direct_bd_against_the_baseline_curve():

@@ -119,3 +119,15 @@ def test_step_schedule_one_or_several_drops():
     assert got == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
     cfg = TrainConfig(arch="bmshj2018-hyperprior", N=8, M=8, lmbda=0.01, iters=100, lr=2e-3, lr_decay_at=[0.55, 0.8])
     assert cfg.lr_at(80) == pytest.approx(2e-5)
+
+
+def test_validation_curve_summary_flags_a_drift():
+    from vrlic.convergence import last_fraction_improvement, rise_from_best, summary
+
+    plateau = {"iter": [100, 200, 300, 400, 500], "loss": [5.0, 3.0, 2.2, 2.1, 2.0], "bpp": [0.1] * 5, "mse": [0.0] * 5}
+    assert rise_from_best(plateau) == (500, 0.0)
+    assert last_fraction_improvement(plateau) == pytest.approx(100 * (2.1 - 2.0) / 2.1)
+    drifted = {**plateau, "loss": [5.0, 2.0, 2.2, 2.3, 2.5]}
+    s = summary(drifted)
+    assert s["best_iter"] == 200 and s["rise_from_best_pct"] == pytest.approx(25.0)
+    assert s["last20_improvement_pct"] < 0

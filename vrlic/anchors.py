@@ -79,13 +79,13 @@ def train_anchor(p: dict[str, Any], arch: str, lmbda: float, sampler: CropSample
 def train_anchors(p: dict[str, Any], architectures: Sequence[str], lambdas: Sequence[float],
                   train_files: Sequence[Path], out_dir: Path, device: torch.device, log_dir: Path | None = None,
                   val_files: Sequence[Path] | None = None, jobs: int = 1) -> list[Anchor]:
-    """Train (or resume, or reuse) the anchor of every (architecture, λ); the base (the largest λ)
-    records its validation curve. With ``jobs`` > 1 on the CPU, that many runs go side by side with
-    one thread each (``vrlic.jobs.side_by_side``)."""
-    tasks = [(arch, lmbda, lmbda == max(lambdas)) for arch in architectures for lmbda in lambdas]
+    """Train (or resume, or reuse) the anchor of every (architecture, λ); with ``val_files`` each
+    records its validation curve (the base's shows how close it is to a plateau; every anchor's
+    whether it drifted). With ``jobs`` > 1 on the CPU, that many runs go side by side with one
+    thread each (``vrlic.jobs.side_by_side``)."""
     args = [(p, arch, lmbda, [str(f) for f in train_files], str(out_dir), str(device),
-             None if log_dir is None else str(log_dir), [str(f) for f in val_files or []] if base else None)
-            for arch, lmbda, base in tasks]
+             None if log_dir is None else str(log_dir), [str(f) for f in val_files or []] or None)
+            for arch in architectures for lmbda in lambdas]
     return side_by_side(_train_anchor_task, args, jobs if device.type == "cpu" else 1)
 
 
@@ -102,6 +102,24 @@ def _train_anchor_task(p: dict[str, Any], arch: str, lmbda: float, train_files: 
 def convergence_of(anchor: Anchor) -> dict[str, Any] | None:
     """The validation-loss curve stored with a trained anchor (None if it was not recorded)."""
     return torch.load(anchor.path, map_location="cpu", weights_only=False).get("convergence")
+
+
+def drift_table(anchors: Sequence[Anchor]):
+    """One row per anchor with a recorded validation curve: the final validation loss and bpp, the
+    iteration of the lowest loss, how far (%) the final loss lies above it, and the improvement
+    over the last 20 % of the run."""
+    import pandas as pd
+
+    rows = []
+    for a in anchors:
+        c = convergence_of(a)
+        if not c:
+            continue
+        best = c["iter"].index(c["best_iter"])
+        rows.append({"arch": a.arch, "lmbda": a.lmbda, "val_loss": c["loss"][-1], "val_bpp": c["bpp"][-1],
+                     "best_iter": c["best_iter"], "val_bpp_at_best": c["bpp"][best],
+                     "rise_from_best_pct": c["rise_from_best_pct"], "last20_improvement_pct": c["last20_improvement_pct"]})
+    return pd.DataFrame(rows)
 
 
 def _meta_matches(path: Path, cfg: TrainConfig) -> bool:

@@ -66,5 +66,18 @@ def last_fraction_improvement(curve: dict[str, list[float]], fraction: float = 0
     return 100.0 * (loss[i] - loss[-1]) / loss[i]
 
 
+def rise_from_best(curve: dict[str, list[float]]) -> tuple[int, float]:
+    """The iteration of the lowest validation loss, and how far (%) the final loss lies above it: a
+    run that keeps lowering its training loss while this grows has drifted away from the
+    validation photographs (over-fitted its few training images)."""
+    its, loss = curve["iter"], curve["loss"]
+    if not its:
+        return -1, float("nan")
+    i = min(range(len(loss)), key=loss.__getitem__)
+    return its[i], 100.0 * (loss[-1] - loss[i]) / loss[i]
+
+
 def summary(curve: dict[str, Any]) -> dict[str, Any]:
-    return {**curve, "last20_improvement_pct": last_fraction_improvement(curve)}
+    best_iter, rise = rise_from_best(curve)
+    return {**curve, "last20_improvement_pct": last_fraction_improvement(curve), "best_iter": best_iter,
+            "rise_from_best_pct": rise}

@@ -141,6 +141,7 @@ class CropSampler:
     batch_size: int
     seed: int = 0
     candidates: int = 1
+    files: tuple[str, ...] = ()  # where the images came from (``from_files``): a worker reloads them
 
     def __post_init__(self) -> None:
         small = [tuple(x.shape[-2:]) for x in self.images if min(x.shape[-2:]) < self.crop]
@@ -154,7 +155,7 @@ class CropSampler:
     @classmethod
     def from_files(cls, files: Sequence[str | os.PathLike], crop: int, batch_size: int, seed: int = 0,
                    candidates: int = 1) -> "CropSampler":
-        return cls([load_image(f) for f in files], crop, batch_size, seed, candidates)
+        return cls([load_image(f) for f in files], crop, batch_size, seed, candidates, tuple(str(f) for f in files))
 
     def batch(self, step: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
@@ -187,10 +188,12 @@ class CropSampler:
         return patch
 
 
-def sampler_spec(sampler: CropSampler, files: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """A sampler built by ``CropSampler.from_files(files, ...)`` as picklable arguments (for a worker
-    process: sending the file names is cheaper than sending the pixels)."""
-    return {"files": [str(f) for f in files], "crop": sampler.crop, "batch_size": sampler.batch_size,
+def sampler_spec(sampler: CropSampler) -> dict[str, Any]:
+    """A sampler built by ``CropSampler.from_files`` as picklable arguments (for a worker process:
+    sending the file names is cheaper than sending the pixels)."""
+    if not sampler.files:
+        raise ValueError("sampler_spec: the sampler was not built from files (CropSampler.from_files)")
+    return {"files": list(sampler.files), "crop": sampler.crop, "batch_size": sampler.batch_size,
             "seed": sampler.seed, "candidates": sampler.candidates}
 
 

@@ -236,7 +236,7 @@ class CompactCropSampler(CropSampler):
             with Image.open(f) as im:
                 arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
             images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
-        return cls(images, crop, batch_size, seed, candidates)
+        return cls(images, crop, batch_size, seed, candidates, tuple(str(f) for f in files))
 
     @staticmethod
     def _as_float(patch: torch.Tensor) -> torch.Tensor:

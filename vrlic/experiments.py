@@ -18,7 +18,7 @@ from .atomic import write_json
 from .data import CropSampler, sampler_from_spec, sampler_spec
 from .evaluate import measure_rd_curve, results_json
 from .models import load_model, save_model, weights_fingerprint
-from .posttrain import PostTrainConfig, posttrain, unfreeze
+from .posttrain import PostTrainConfig, backward_passes, posttrain, unfreeze
 from .provenance import code_version
 from .bdrate import METRICS, bd_rate, bd_summaries, interval_text
 from .interop import from_single_rate
@@ -191,14 +191,13 @@ def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict
     file, ``ref_losses[arch]`` the L*_k of a variant with the excess normalisation. With ``jobs`` > 1
     on the CPU, that many runs go side by side with one thread each (``vrlic.jobs.side_by_side``),
     the costliest (most backward passes an iteration) first."""
-    from .solvers import backward_passes
 
     keys, tasks, costs = [], [], []
     for arch in architectures:
         for name, settings in variants.items():
             settings = with_reference_losses({**common, **settings}, (ref_losses or {}).get(arch))
             keys.append((arch, name))
-            tasks.append((arch, name, settings, str(init_for(arch, name)), sampler_spec(ctx.sampler, ctx.train_files), str(ctx.root / out_dir),
+            tasks.append((arch, name, settings, str(init_for(arch, name)), sampler_spec(ctx.sampler), str(ctx.root / out_dir),
                           str(ctx.device), str(ctx.root / log_dir)))
             costs.append(settings["iters"] * backward_passes(settings, len(settings["lambdas"])))
     done = side_by_side(_variant_task, tasks, jobs if ctx.device.type == "cpu" else 1, costs)

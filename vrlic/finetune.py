@@ -18,7 +18,7 @@ from .anchors import Anchor, lambda_tag
 from .data import CropSampler, sampler_from_spec, sampler_spec
 from .jobs import side_by_side
 from .models import load_model, save_model, weights_fingerprint
-from .train import TrainConfig, TrainingState, check_sampler, rd_loss, run_training, split_parameters, train_iteration
+from .train import TrainConfig, TrainingState, adam, check_sampler, rd_loss, run_training, split_parameters, train_iteration
 
 
 def finetune_file(out_dir: str | os.PathLike, arch: str, lmbda: float) -> Path:
@@ -46,7 +46,7 @@ def finetune_anchor(base_file: str | os.PathLike, arch: str, lmbda: float, commo
         return Anchor(arch, lmbda, final)
     model = base.to(device).train()
     main, aux = split_parameters(model)
-    state = TrainingState(cfg.fingerprint(), model, torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr))
+    state = TrainingState(cfg.fingerprint(), model, adam(main, cfg.lr), adam(aux, cfg.aux_lr))
     run_training(state, cfg.iters, lambda st, it: train_iteration(st, cfg, sampler.batch(it).to(device)),
                  final.with_name(final.name.replace(".pth.tar", ".train.pt")), cfg.ckpt_every, cfg.seed,
                  f"{arch} fine-tune λ={lmbda:g}", log_dir=None if log_dir is None else Path(log_dir) / arch / f"finetune-{lambda_tag(lmbda)}")
@@ -56,17 +56,14 @@ def finetune_anchor(base_file: str | os.PathLike, arch: str, lmbda: float, commo
 
 def finetune_anchors(base_for, architectures: Sequence[str], lambdas: Sequence[float], common: dict[str, Any],
                      sampler: CropSampler, out_dir: str | os.PathLike, device: torch.device,
-                     log_dir: str | os.PathLike | None = None, train_files: Sequence[str | os.PathLike] = (),
-                     jobs: int = 1) -> list[Anchor]:
+                     log_dir: str | os.PathLike | None = None, jobs: int = 1) -> list[Anchor]:
     """``finetune_anchor`` for every (architecture, λ); ``base_for(arch)`` gives the base model file.
-    With ``jobs`` > 1 on the CPU (and the sampler's ``train_files``), that many run side by side with
-    one thread each (``vrlic.jobs.side_by_side``)."""
-    if jobs > 1 and device.type == "cpu" and not train_files:
-        raise ValueError("finetune_anchors: jobs > 1 needs the sampler's train_files")
+    With ``jobs`` > 1 on the CPU, that many run side by side with one thread each
+    (``vrlic.jobs.side_by_side``; the sampler must come from ``CropSampler.from_files``)."""
     if jobs <= 1 or device.type != "cpu":
         return [finetune_anchor(base_for(arch), arch, lmbda, common, sampler, out_dir, device, log_dir)
                 for arch in architectures for lmbda in lambdas]
-    spec = sampler_spec(sampler, train_files)
+    spec = sampler_spec(sampler)
     tasks = [(str(base_for(arch)), arch, lmbda, common, spec, str(out_dir), None if log_dir is None else str(log_dir))
              for arch in architectures for lmbda in lambdas]
     return side_by_side(_finetune_task, tasks, jobs)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .imageio import load_image, pad_to_multiple
+from .train import adam
 
 
 @torch.no_grad()
@@ -101,7 +102,7 @@ def fit_to_centroids(model, files: Sequence, steps: Sequence[float], iters: int 
     g = torch.tensor(1.0 / samples["step"].to_numpy(), dtype=torch.float32)
     target = torch.tensor((samples["abs_q"] - samples["abs_u"]).to_numpy(), dtype=torch.float32)
     net = model.QuantABCD
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = adam(net.parameters(), lr)
     inp = torch.stack((s, g), dim=-1)
 
     def loss_fn() -> torch.Tensor:

@@ -50,7 +50,7 @@ import torch
 
 from . import diagnostics, mgda
 from .data import CropSampler
-from .train import (TrainingState, check_finite, check_sampler, lr_factor, optimizer_step, psnr_from_mse, rd_loss,
+from .train import (TrainingState, adam, check_finite, check_sampler, lr_factor, optimizer_step, psnr_from_mse, rd_loss,
                     run_training, split_parameters)
 
 MOO_CHOICES = ("mgda", "weighted_sum", "random", "cagrad", "loss_balanced")
@@ -228,8 +228,8 @@ def make_state(model: torch.nn.Module, cfg: PostTrainConfig) -> PostTrainState:
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     else:
-        opt = torch.optim.Adam(groups)
-    return PostTrainState(cfg.fingerprint(), model, opt, torch.optim.Adam(aux, lr=cfg.aux_lr))
+        opt = adam(groups)
+    return PostTrainState(cfg.fingerprint(), model, opt, adam(aux, cfg.aux_lr))
 
 
 def objectives(model, x: torch.Tensor, levels: Sequence[int], lambdas: Sequence[float]) -> tuple[list[dict], torch.Tensor]:
@@ -290,6 +290,20 @@ def _solve(cfg: PostTrainConfig, moo: str, grads: torch.Tensor, L: torch.Tensor)
     scales = mgda.gradient_scales(grads, Ld, cfg.normalization, **kw).cpu()
     return _Solution(alpha, coef, gh * (scales[:, None] * scales[None, :]),
                      math.sqrt(max(float(a @ gh @ a), 0.0)))
+
+
+def backward_passes(settings: dict[str, Any], k: int) -> float:
+    """Backward passes per iteration, averaged over the run: the solver's compute, independent of the
+    machine (a weighted sum or one random rate costs 1; MGDA and CAGrad on all parameters K, or
+    K + (k − 1) … every ``alpha_every`` iterations; diagnostics are not counted)."""
+    moo = settings.get("moo", "mgda")
+    if moo not in ("mgda", "cagrad"):
+        return 1.0
+    solve = float(k) if settings.get("mgda_grads", "params") == "params" else 1.0 + 0.25 * k  # latent y: short passes
+    every = int(settings.get("alpha_every", 1))
+    multi = (solve + (every - 1)) / every
+    w = float(settings.get("warmup_frac", 0.0))
+    return w * 1.0 + (1 - w) * multi
 
 
 def posttrain_iteration(state: PostTrainState, cfg: PostTrainConfig, x: torch.Tensor, it: int,

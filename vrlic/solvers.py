@@ -17,7 +17,9 @@ that difference in units of the larger of the two rows' seed spreads, and a verd
 ``vrlic.figures.verdict``, with the seeds in the role of the images). A third reference, ``direct``,
 is the weighted sum's own curve: the BD-rate of each solver's curve against it, seed by seed, whose
 seed spread is the bar (two variable-rate curves from one base overlap far more than either does
-with an anchor set, so this is the comparison that can decide). The cost column counts the
+with an anchor set, so this is the comparison that can decide); there, as in stage 05's direct
+contrasts, a verdict also needs every image of every seed on the same side, so the two tables can
+never disagree on the same evidence. The cost column counts the
 backward passes per iteration (deterministic); the measured seconds per iteration go to
 ``results/timings/solvers.json``.
 """
@@ -54,20 +56,6 @@ def seed_root(root: Path, k: int) -> Path:
     return root if k == 0 else root / "outputs" / "noise" / f"seed{k}"
 
 
-def backward_passes(settings: Mapping[str, Any], k: int) -> float:
-    """Backward passes per iteration, averaged over the run: the solver's compute, independent of the
-    machine (a weighted sum or one random rate costs 1; MGDA and CAGrad on all parameters K, or
-    K + (k − 1) … every ``alpha_every`` iterations; diagnostics are not counted)."""
-    moo = settings.get("moo", "mgda")
-    if moo not in ("mgda", "cagrad"):
-        return 1.0
-    solve = float(k) if settings.get("mgda_grads", "params") == "params" else 1.0 + 0.25 * k  # latent y: short passes
-    every = int(settings.get("alpha_every", 1))
-    multi = (solve + (every - 1)) / every
-    w = float(settings.get("warmup_frac", 0.0))
-    return w * 1.0 + (1 - w) * multi
-
-
 def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
     """Train (or reuse) and evaluate every solver for one architecture and seed (in a worker)."""
     import torch
@@ -76,6 +64,7 @@ def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
     from .anchors import base_model_file
     from .experiments import (bd_against_references, evaluate_variant, run_variant, stage_context,
                               with_reference_losses)
+    from .posttrain import backward_passes
 
     root_p = Path(root)
     params = load_params(root_p / "params.yaml")
@@ -152,13 +141,17 @@ def summarize(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE, min_e
                                  "passes_per_iter": next(iter(seeds.values()))["passes_per_iter"]}
             if ref == "direct" and solver != baseline:
                 # already paired: the per-seed values are the differences, their spread the bar
+                # already paired: the per-seed values are the differences, their spread the bar; as in
+                # stage 05's contrasts, every image of every seed must agree in sign (one rule for both)
                 fin = [v for v in vals.values() if math.isfinite(v)]
+                lo = [v for v in (_finite(r.get(f"{tag}_image_min")) for r in seeds.values()) if math.isfinite(v)]
+                hi = [v for v in (_finite(r.get(f"{tag}_image_max")) for r in seeds.values()) if math.isfinite(v)]
                 bar = st["spread"]
                 complete = len(fin) == len(vals) and len(fin) > 0
                 e.update({"paired_diff": vals, "paired_median": st["median"], "bar": bar,
                           "margin_in_spreads": st["median"] / bar if bar and math.isfinite(bar) and bar > 0 else math.nan,
-                          "verdict": verdict(st["median"] if complete else math.nan, min(fin) if fin else math.nan,
-                                             max(fin) if fin else math.nan, bar, overlap, min_effect)})
+                          "verdict": verdict(st["median"] if complete else math.nan, min(fin + lo) if fin else math.nan,
+                                             max(fin + hi) if fin else math.nan, bar, overlap, min_effect)})
             elif solver != baseline and base:
                 diffs = {s: vals[s] - _finite(base[s].get(f"{tag}_pchip")) for s in vals if s in base}
                 fin = [d for d in diffs.values() if math.isfinite(d)]
