@@ -19,7 +19,7 @@ export MPLBACKEND := Agg
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet --no-compile -e '.[test]'  # bytecode is written on first import
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'  # keep pip's bytecode: under PYTHONDONTWRITEBYTECODE=1 no import writes it, and each process would recompile torch (~14 s)
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
