@@ -27,7 +27,7 @@ venv: $(VENV)/.installed
 
 # A fresh clone has no DVC remote: rebuild data/ deterministically from installed packages.
 data: venv
-	@if [ ! -d data ]; then python -m vrlic.data fetch data; fi
+	@if [ ! -d data ]; then python -m vrlic.data.embedded fetch data; fi
 	@if [ ! -d .git ]; then dvc config --local core.no_scm true; fi
 
 repro: data
@@ -39,13 +39,13 @@ test: data
 # The seed spread of every BD-rate: stages 02–04 again with 2 more seeds (after `make repro`),
 # side by side with one thread each; then stage 05 is redrawn with it.
 noise: data
-	python -m vrlic.noise --seeds 2 --jobs 2
+	python -m vrlic.study.noise --seeds 2 --jobs 2
 	dvc repro -f -s figures
 
 # The solver study (after `make noise`): every solver of params.yaml's `solvers:` from the same base,
 # at equal iterations, for each seed → results/solvers.{json,csv}; then stage 05 is redrawn.
 solvers: data
-	python -m vrlic.solvers --jobs 2
+	python -m vrlic.study.solver_study --jobs 2
 	dvc repro -f -s figures
 
 # Step through the notebooks: JupyterLab from the project's environment; jupytext opens the

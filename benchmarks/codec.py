@@ -36,10 +36,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vrlic.interop import load_into_compressai  # noqa: E402
-from vrlic.quantization import PAPER_LAMBDAS, as_gain  # noqa: E402
-from vrlic.rate import estimate_bits, likelihood_bits  # noqa: E402
-from vrlic.vbr import build_vr_model  # noqa: E402
+from vrlic.codec.interop import load_into_compressai  # noqa: E402
+from vrlic.codec.quantization import PAPER_LAMBDAS, as_gain  # noqa: E402
+from vrlic.codec.rate import estimate_bits, likelihood_bits  # noqa: E402
+from vrlic.codec.vbr import build_vr_model  # noqa: E402
 
 ARCHS = ["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
 
@@ -223,7 +223,7 @@ def print_paper_row(r: dict) -> None:
 # ----- rate estimate ----------------------------------------------------------------------------
 def rate_gap(model, images, steps) -> dict:
     """Actual bits against the −log2-likelihood sum (the training reports' rate) and against
-    ``vrlic.rate.estimate_bits`` (rate control's), with the likelihood sum's gap split by latent
+    ``vrlic.codec.rate.estimate_bits`` (rate control's), with the likelihood sum's gap split by latent
     and with the symbols at the 1e-9 likelihood floor taken out (``likelihood_bits``)."""
     naive, est, y_gap, z_gap, no_floor, floor_share = [], [], [], [], [], []
     with torch.no_grad():
@@ -249,13 +249,13 @@ def rate_gap(model, images, steps) -> dict:
 
 # ----- mini models ------------------------------------------------------------------------------
 def bench_mini(a) -> dict:
-    from vrlic.anchors import base_model_file
-    from vrlic.codec import encode, encode_to_bpp
-    from vrlic.data import resolve_split
-    from vrlic.imageio import load_image, pad_to_multiple
-    from vrlic.interop import from_single_rate
-    from vrlic.models import load_model
-    from vrlic.params import load_params, stage_params
+    from vrlic.study.anchors import base_model_file
+    from vrlic.codec.bitstream import encode, encode_to_bpp
+    from vrlic.data.datasets import resolve_split
+    from vrlic.codec.imageio import load_image, pad_to_multiple
+    from vrlic.codec.interop import from_single_rate
+    from vrlic.codec.models import load_model
+    from vrlic.pipeline.params import load_params, stage_params
 
     def pick_model(arch: str, lambdas):
         post = ROOT / "outputs/models/posttrain" / arch / "mgda.pth.tar"
@@ -327,7 +327,7 @@ def bench_mini(a) -> dict:
 
 def print_gap(gap: dict) -> None:
     print(f"rate estimate vs actual bits: −log2(likelihood) {100 * gap['neglog2_vs_actual_mean']:+.2f} % mean "
-          f"(max |.| {100 * gap['neglog2_vs_actual_max_abs']:.2f} %); vrlic.rate.estimate_bits "
+          f"(max |.| {100 * gap['neglog2_vs_actual_max_abs']:.2f} %); vrlic.codec.rate.estimate_bits "
           f"{100 * gap['estimator_vs_actual_mean']:+.2f} % (max |.| {100 * gap['estimator_vs_actual_max_abs']:.2f} %)")
     print(f"  −log2(likelihood) by latent: y {100 * gap['neglog2_y_vs_actual_y_mean']:+.2f} %, z "
           f"{100 * gap['neglog2_z_vs_actual_z_mean']:+.2f} %; symbols at the 1e-9 floor count "

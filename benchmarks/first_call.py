@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from codec import ARCHS, paper_model, ref_prepare, test_image  # noqa: E402
 
-from vrlic.interop import load_into_compressai  # noqa: E402
+from vrlic.codec.interop import load_into_compressai  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -42,10 +42,10 @@ def _model(a):
     import torch
 
     if a.model:
-        from vrlic.models import load_model
+        from vrlic.codec.models import load_model
 
         return load_model(a.model)[0]
-    from vrlic.vbr import build_vr_model
+    from vrlic.codec.vbr import build_vr_model
 
     torch.manual_seed(0)
     return build_vr_model(a.arch, a.N, a.M, lambdas=[0.0018, 0.0067, 0.025, 0.18], vr_hyper=a.arch != "mbt2018",
@@ -56,8 +56,8 @@ def child(a) -> dict:
     """One stage (encode or decode) in this process; returns its figures."""
     import torch
 
-    from vrlic.codec import decode, encode
-    from vrlic.imageio import load_image, save_image
+    from vrlic.codec.bitstream import decode, encode
+    from vrlic.codec.imageio import load_image, save_image
 
     torch.set_num_threads(a.threads)
     model = _model(a)
@@ -106,7 +106,7 @@ def main() -> int:
         return 0
     from PIL import Image
 
-    from vrlic.data import verify_manifest
+    from vrlic.data.embedded import verify_manifest
 
     w, h = (int(v) for v in a.size.lower().split("x"))
     if a.step is None:

@@ -24,10 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vrlic.data import CropSampler, resolve_split  # noqa: E402
-from vrlic.interop import from_single_rate  # noqa: E402
-from vrlic.params import load_params, stage_params  # noqa: E402
-from vrlic.posttrain import PostTrainConfig, posttrain  # noqa: E402
+from vrlic.data.datasets import resolve_split  # noqa: E402
+
+from vrlic.data.sampling import CropSampler
+from vrlic.codec.interop import from_single_rate  # noqa: E402
+from vrlic.pipeline.params import load_params, stage_params  # noqa: E402
+from vrlic.training.posttrain import PostTrainConfig, posttrain  # noqa: E402
 
 # (label, PostTrainConfig options); ref_losses are filled in for the excess normalisation
 MODES = [
@@ -51,14 +53,14 @@ MODES = [
 def _models(a, p):
     """(arch, starting single-rate model) pairs."""
     if a.tiny:
-        from vrlic.models import build_model
+        from vrlic.codec.models import build_model
 
         for arch in a.arch:
             torch.manual_seed(0)
             yield arch, build_model(arch, a.N, a.M)
         return
-    from vrlic.anchors import base_model_file
-    from vrlic.models import load_model
+    from vrlic.study.anchors import base_model_file
+    from vrlic.codec.models import load_model
 
     base_dir = ROOT / (p.get("paths", {}).get("base_models") or p["base_dir"])
     for arch in a.arch:

@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vrlic.jobs import side_by_side  # noqa: E402
-from vrlic.noise import SEED_SHIFT  # noqa: E402
-from vrlic.params import load_params, stage_params  # noqa: E402
+from vrlic.infra.jobs import side_by_side  # noqa: E402
+from vrlic.study.noise import SEED_SHIFT  # noqa: E402
+from vrlic.pipeline.params import load_params, stage_params  # noqa: E402
 
 
 def parse_setting(spec: str) -> dict:
@@ -47,10 +47,11 @@ def run(arch: str, variant: str, setting: dict, seed: int, out_dir: str) -> dict
     """Post-train and evaluate one (setting, seed); its BD-rates against the scratch anchors."""
     import torch
 
-    from vrlic.anchors import base_model_file
-    from vrlic.bdrate import bd_summaries
-    from vrlic.data import CropSampler, resolve_split
-    from vrlic.experiments import evaluate_variant, run_variant
+    from vrlic.study.anchors import base_model_file
+    from vrlic.measure.bdrate import bd_summaries
+    from vrlic.data.datasets import resolve_split
+    from vrlic.data.sampling import CropSampler
+    from vrlic.study.variants import evaluate_variant, run_variant
 
     P = stage_params("posttrain", load_params(ROOT / "params.yaml"))
     train_files, val_files = resolve_split(P["data"], ROOT)

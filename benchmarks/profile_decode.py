@@ -18,9 +18,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vrlic.interop import load_into_compressai  # noqa: E402
-from vrlic.quantization import PAPER_LAMBDAS  # noqa: E402
-from vrlic.vbr import build_vr_model  # noqa: E402
+from vrlic.codec.interop import load_into_compressai  # noqa: E402
+from vrlic.codec.quantization import PAPER_LAMBDAS  # noqa: E402
+from vrlic.codec.vbr import build_vr_model  # noqa: E402
 
 
 def test_image(width: int, height: int) -> torch.Tensor:

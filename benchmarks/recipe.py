@@ -29,10 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vrlic.convergence import ValidationCurve  # noqa: E402
-from vrlic.data import CropSampler, resolve_split  # noqa: E402
-from vrlic.params import load_params, stage_params  # noqa: E402
-from vrlic.train import TrainConfig, TrainingState, psnr_from_mse, train_iteration, train_single_rate  # noqa: E402
+from vrlic.training.convergence import ValidationCurve  # noqa: E402
+from vrlic.data.datasets import resolve_split  # noqa: E402
+from vrlic.data.sampling import CropSampler
+from vrlic.pipeline.params import load_params, stage_params  # noqa: E402
+from vrlic.training.train import TrainConfig, TrainingState, psnr_from_mse, train_iteration, train_single_rate  # noqa: E402
 
 DEFAULT_RECIPES = [
     "N=32,M=64,crop=64,batch_size=8,lr=2e-3",      # today's mini base recipe

@@ -1,8 +1,8 @@
 """Seconds per training iteration of the mini recipe, by optimiser implementation.
 
-Times ``vrlic.train.train_iteration`` on the mini profile's base recipe (N/M, batch, crop of
+Times ``vrlic.training.train.train_iteration`` on the mini profile's base recipe (N/M, batch, crop of
 params.yaml, λ of the base model) on one thread, as each worker of the pipeline trains: Adam as
-vrlic builds it (``vrlic.train.adam``, the fused kernel) against PyTorch's default (for-each loop
+vrlic builds it (``vrlic.training.train.adam``, the fused kernel) against PyTorch's default (for-each loop
 over the tensors). The batches are drawn before the clock starts.
 
     python benchmarks/train_step.py [--iters 200] [--arch mbt2018-mean]
@@ -22,10 +22,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vrlic.anchors import train_config  # noqa: E402
-from vrlic.data import CropSampler, resolve_split  # noqa: E402
-from vrlic.params import load_params, stage_params  # noqa: E402
-from vrlic.train import TrainingState, split_parameters, train_iteration  # noqa: E402
+from vrlic.study.anchors import train_config  # noqa: E402
+from vrlic.data.datasets import resolve_split  # noqa: E402
+from vrlic.data.sampling import CropSampler
+from vrlic.pipeline.params import load_params, stage_params  # noqa: E402
+from vrlic.training.train import TrainingState, split_parameters, train_iteration  # noqa: E402
 
 
 def seconds_per_iter(arch: str, iters: int, fused: bool) -> float:

@@ -29,16 +29,17 @@ import pandas as pd
 import torch
 from IPython.display import Image, display
 
-from vrlic.anchors import (base_model_file, checkpoint_anchor, convergence_of, drift_table, evaluate_anchors, rd_table,
+from vrlic.study.anchors import (base_model_file, checkpoint_anchor, convergence_of, drift_table, evaluate_anchors, rd_table,
                            train_anchors, zoo_anchor)
-from vrlic.atomic import write_json
-from vrlic.bdrate import bd_summaries, interval_text
-from vrlic.classical import classical_curves
-from vrlic.data import resolve_split
-from vrlic.device import pick_device
-from vrlic.params import notebook_params
-from vrlic.plots import convergence_figure, rd_figure, save_figure
-from vrlic.provenance import environment, stamp
+from vrlic.infra.atomic import write_json
+from vrlic.measure.bdrate import bd_summaries, interval_text
+from vrlic.measure.classical import classical_curves
+from vrlic.data.datasets import resolve_split
+from vrlic.infra.device import pick_device
+from vrlic.pipeline.params import notebook_params
+from vrlic.draw.plots import convergence_figure, rd_figure, save_figure
+from vrlic.infra.provenance import environment
+from vrlic.pipeline.stages import stamp
 
 ROOT, P = notebook_params("base_models", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
@@ -128,7 +129,7 @@ anchor_results = evaluate_anchors(anchors, val_files, dev)
 if P["source"] == "zoo" and P["data"]["source"] == "kodak" and P.get("reference_check", True):
     # the downloaded images, weights and this evaluation code reproduce CompressAI's published
     # Kodak results, quality by quality, or the stage stops naming the quality and the gap
-    from vrlic.reference import check_anchors
+    from vrlic.measure.reference import check_anchors
 
     check_anchors(anchor_results, psnr_tol=P["reference_psnr_tol"], bpp_rtol=P["reference_bpp_rtol"])
     print("zoo models on Kodak: every quality matches CompressAI's published results")

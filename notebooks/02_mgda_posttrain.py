@@ -36,17 +36,17 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Image, display
 
-from vrlic.anchors import base_model_file
-from vrlic.atomic import write_json
-from vrlic.anchors import evaluate_anchors, rd_table
-from vrlic.experiments import (bd_table, evaluate_variants, rd_long_table, read_training_log, run_variants,
-                               stage_context, with_anchors)
-from vrlic.diagnostics import geometry_summary
-from vrlic.finetune import finetune_anchors, reference_losses
-from vrlic.provenance import stamp
-from vrlic.plots import cosine_figure, geometry_figure, rd_by_arch, save_figure
+from vrlic.study.anchors import base_model_file
+from vrlic.infra.atomic import write_json
+from vrlic.study.anchors import evaluate_anchors, rd_table
+from vrlic.study.ablation import variant_bd_table
+from vrlic.study.variants import evaluate_variants, rd_long_table, read_training_log, run_variants, stage_context, with_anchors
+from vrlic.training.diagnostics import geometry_summary
+from vrlic.study.finetune import finetune_anchors, reference_losses
+from vrlic.pipeline.stages import stamp
+from vrlic.draw.plots import cosine_figure, geometry_figure, rd_by_arch, save_figure
 
-from vrlic.params import notebook_params
+from vrlic.pipeline.params import notebook_params
 
 ROOT, P = notebook_params("posttrain", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
@@ -156,8 +156,8 @@ write_json(ROOT / paths["posttrain"], {**stamp("posttrain", P), "data": [p.stem 
                                        "geometry_summary": geometry, "models": curves})
 write_json(ROOT / paths["timings"] / "posttrain.json", {f"{a}/{n}": {"seconds": s, "seconds_per_iter": s / common["iters"]}
                                                        for (a, n), (_, s) in runs.items()})
-display(bd_table(curves, "PSNR"))
-display(bd_table(curves, "MS-SSIM"))
+display(variant_bd_table(curves, "PSNR"))
+display(variant_bd_table(curves, "MS-SSIM"))
 display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned)), figures / "rd.png"))))
 
 # %% [markdown]

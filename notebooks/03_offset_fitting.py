@@ -35,13 +35,13 @@ overrides = {}   # merged over the stage's parameters from params.yaml (the test
 # %%
 from IPython.display import Image, display
 
-from vrlic.atomic import write_json
-from vrlic.experiments import (bd_table, evaluate_variants, rd_long_table, run_variants, stage_context, variant_file,
-                               with_anchors)
-from vrlic.offsets import agreement, fit_or_reuse, offsets_vs_centroids
-from vrlic.plots import offsets_figure, rd_by_arch
-from vrlic.provenance import stamp
-from vrlic.params import notebook_params
+from vrlic.infra.atomic import write_json
+from vrlic.study.ablation import variant_bd_table
+from vrlic.study.variants import evaluate_variants, rd_long_table, run_variants, stage_context, variant_file, with_anchors
+from vrlic.training.offsets import agreement, fit_or_reuse, offsets_vs_centroids
+from vrlic.draw.plots import offsets_figure, rd_by_arch
+from vrlic.pipeline.stages import stamp
+from vrlic.pipeline.params import notebook_params
 
 ROOT, P = notebook_params("offsets", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
@@ -91,7 +91,7 @@ for arch, by in evaluate_variants(ctx, {(arch, "offsets, switched off"): p for a
     curves[arch].update(by)
 write_json(ROOT / paths["offsets"], {**stamp("offsets", P), "models": curves, "fit": fits,
                             "agreement": agreement_table.to_dict(orient="records")})
-display(bd_table(curves, "PSNR"))
+display(variant_bd_table(curves, "PSNR"))
 display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned)), figures / "rd.png"))))
 
 # %% [markdown]

@@ -30,13 +30,13 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Image, display
 
-from vrlic.atomic import atomic_path, write_json
-from vrlic.provenance import stamp
-from vrlic.experiments import (REFERENCES, ablation_display, ablation_rows, bd_table, evaluate_variants, rd_long_table, run_variants, stage_context,
-                               variant_file, with_anchors)
-from vrlic.plots import rd_by_arch, save_figure
+from vrlic.infra.atomic import atomic_path, write_json
+from vrlic.pipeline.stages import stamp
+from vrlic.study.ablation import REFERENCES, ablation_display, ablation_rows, variant_bd_table
+from vrlic.study.variants import evaluate_variants, rd_long_table, run_variants, stage_context, variant_file, with_anchors
+from vrlic.draw.plots import rd_by_arch, save_figure
 
-from vrlic.params import notebook_params
+from vrlic.pipeline.params import notebook_params
 
 ROOT, P = notebook_params("hyperlatent", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
@@ -60,7 +60,7 @@ runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas}
 curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
 out = {**stamp("hyperlatent", P), "models": curves}
 table = rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned))
-display(bd_table(curves, "PSNR"))
+display(variant_bd_table(curves, "PSNR"))
 display(Image(filename=str(rd_by_arch(table, figures / "rd.png"))))
 
 # %%

@@ -41,18 +41,21 @@ from collections import Counter
 import pandas as pd
 from IPython.display import Image, display
 
-from vrlic import figures as F
-from vrlic.anchors import anchor_file
-from vrlic.codec import RateTargetError
-from vrlic.data import resolve_split
-from vrlic.device import pick_device
-from vrlic.experiments import variant_file
-from vrlic.params import notebook_params
+from vrlic.measure import bdrate, sweep, verdict, visual
+from vrlic.report import dvcfiles, figures, summary, tables
+from vrlic.study import ablation
+from vrlic.training import offsets
+from vrlic.study.anchors import anchor_file
+from vrlic.codec.bitstream import RateTargetError
+from vrlic.data.datasets import resolve_split
+from vrlic.infra.device import pick_device
+from vrlic.study.variants import variant_file
+from vrlic.pipeline.params import notebook_params
 
 pd.set_option("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 200)
 ROOT, P = notebook_params("figures", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
-out = F.output_paths(ROOT, paths)
+out = tables.output_paths(ROOT, paths)
 figs = out["figures"]
 dev = pick_device(P.get("device", "auto"))
 final_variant = P.get("final_variant", "vr_z")           # stage 04's variant with all three modifications
@@ -60,10 +63,10 @@ offsets_variant = P.get("offsets_variant", "offsets")    # stage 03's offsets mo
 visual_images = P.get("visual_images", 2)                # first N validation images, or a list of names
 visual_lambda = P.get("visual_lambda")                   # anchor λ of figure 6 (None: the smallest)
 published_curves_too = P.get("published", profile == "paper")  # CompressAI's published Kodak curves
-min_effect = P.get("min_effect", F.MIN_EFFECT)           # % : a smaller BD-rate is "no difference"
-R = F.load_results(ROOT, paths)
+min_effect = P.get("min_effect", verdict.MIN_EFFECT)           # % : a smaller BD-rate is "no difference"
+R = tables.load_results(ROOT, paths)
 _, val_files = resolve_split(P["data"], ROOT)
-curves, refs = F.variant_curves(R), F.references(R)
+curves, refs = ablation.variant_curves(R), ablation.references(R)
 if R["anchors"].get("data") and [p.stem for p in val_files] != list(R["anchors"]["data"]):
     print(f"WARNING: stage 01 measured the images {R['anchors']['data']}, this stage measures "
           f"{[p.stem for p in val_files]}: the dense sweep and the examples are not on the references' images")
@@ -82,18 +85,18 @@ print(f"seed spread: {'measured over seeds ' + str(R['noise'].get('seeds')) if R
 # variant, the same model measured at fewer steps).
 
 # %%
-final_label = F.label_of("hyperlatent", final_variant)
+final_label = ablation.label_of("hyperlatent", final_variant)
 final = {arch: variant_file(ROOT / paths["hyperlatent_models"], arch, final_variant) for arch in architectures}
-dense = {arch: F.dense_curve(path, val_files, P.get("dense_steps", 25), dev) for arch, path in final.items()}
-dense_bd = F.dense_bd(dense, refs)
+dense = {arch: sweep.dense_curve(path, val_files, P.get("dense_steps", 25), dev) for arch, path in final.items()}
+dense_bd = tables.dense_bd(dense, refs)
 for arch, res in dense.items():
     r = res["results"]
     print(f"{arch}: {len(r['step'])} steps Δ ∈ [{min(r['step']):.3g}, {max(r['step']):.3g}] → "
           f"{min(r['bpp']):.3f}–{max(r['bpp']):.3f} bpp, PSNR {min(r['psnr-rgb']):.2f}–{max(r['psnr-rgb']):.2f} dB")
-dense_rows = F.dense_table(dense_bd, R["noise"], final_label, min_effect)
-for line in F.overlap_warnings(dense_rows):
+dense_rows = tables.dense_table(dense_bd, R["noise"], final_label, min_effect)
+for line in tables.overlap_warnings(dense_rows):
     print(line)
-display(F.display_table(dense_rows, None))
+display(tables.display_table(dense_rows, None))
 
 # %% [markdown]
 # ## 1 · Rate–distortion: every variant, both references, JPEG and WebP
@@ -108,13 +111,13 @@ display(F.display_table(dense_rows, None))
 # %%
 published = None
 if published_curves_too:
-    from vrlic.reference import published_curves
+    from vrlic.measure.reference import published_curves
 
     published = {"zoo": published_curves("zoo"), "vbr": published_curves("vbr")}
-long = F.rd_long(R, dense, published, final_label)
-F.write_rd_csv(long, out["plots"] / "rd.csv")
+long = dvcfiles.rd_long(R, dense, published, final_label)
+dvcfiles.write_rd_csv(long, out["plots"] / "rd.csv")
 for arch in architectures:
-    display(Image(filename=str(F.rd_figure(long, arch, figs / f"rd_{arch}.png"))))
+    display(Image(filename=str(figures.rd_figure(long, arch, figs / f"rd_{arch}.png"))))
 
 # %% [markdown]
 # ## 2 · The BD-rate table
@@ -124,21 +127,21 @@ for arch in architectures:
 # overlapping quality range, the per-image median, min and max, the seed spread and the verdict).
 
 # %%
-table = F.bd_table(R["ablation"]["rows"], R["noise"], min_effect)
-F.write_csv(table, out["bd_rates"])
-warnings_ = F.overlap_warnings(table)
+table = tables.bd_table(R["ablation"]["rows"], R["noise"], min_effect)
+tables.write_csv(table, out["bd_rates"])
+warnings_ = tables.overlap_warnings(table)
 for line in warnings_:
     print(line)
-print(f"{len(warnings_)} of {len(table)} entries rest on less than {100 * F.MIN_OVERLAP:.0f} % overlap")
-display(F.display_table(table, "PSNR"))
+print(f"{len(warnings_)} of {len(table)} entries rest on less than {100 * bdrate.MIN_OVERLAP:.0f} % overlap")
+display(tables.display_table(table, "PSNR"))
 
 # %%
-display(F.display_table(table, "MS-SSIM"))
+display(tables.display_table(table, "MS-SSIM"))
 counts = Counter(zip(table.reference, table.metric, table.verdict))
 for ref in dict.fromkeys(table.reference):
     for metric in dict.fromkeys(table.metric):
-        print(f"vs {F.REFERENCE_LABEL[ref]}, {metric}: " +
-              ", ".join(f"{counts[(ref, metric, v)]} {v}" for v in F.VERDICTS if counts[(ref, metric, v)]))
+        print(f"vs {tables.REFERENCE_LABEL[ref]}, {metric}: " +
+              ", ".join(f"{counts[(ref, metric, v)]} {v}" for v in verdict.VERDICTS if counts[(ref, metric, v)]))
 
 # %% [markdown]
 # ## 3 · What each modification buys
@@ -148,7 +151,7 @@ for ref in dict.fromkeys(table.reference):
 # measured). Pale bars: "no difference" by the verdict rule.
 
 # %%
-display(Image(filename=str(F.bd_bar_figure(table, figs / "bd_rates.png"))))
+display(Image(filename=str(figures.bd_bar_figure(table, figs / "bd_rates.png"))))
 
 # %% [markdown]
 # Against the anchors every row also carries the distance the base model itself has to go. The
@@ -159,13 +162,13 @@ display(Image(filename=str(F.bd_bar_figure(table, figs / "bd_rates.png"))))
 # a seed share its batches). Written to `bd_contrasts.csv`, with the same verdict rule.
 
 # %%
-contrasts = F.contrast_table(curves, R["noise"], min_effect=min_effect)
-F.write_csv(contrasts, out["bd_contrasts"])
-for line in F.overlap_warnings(contrasts):
+contrasts = tables.contrast_table(curves, R["noise"], min_effect=min_effect)
+tables.write_csv(contrasts, out["bd_contrasts"])
+for line in tables.overlap_warnings(contrasts):
     print(line)
 display(contrasts[contrasts.metric == "PSNR"][["arch", "what", "pchip", "image_median", "image_min", "image_max",
                                                 "overlap", "seed_spread", "verdict"]].round(2))
-display(Image(filename=str(F.contrast_figure(contrasts, figs / "bd_contrasts.png"))))
+display(Image(filename=str(figures.contrast_figure(contrasts, figs / "bd_contrasts.png"))))
 
 # %% [markdown]
 # ## 3b · Which multi-objective solver? The solver study
@@ -184,17 +187,17 @@ display(Image(filename=str(F.contrast_figure(contrasts, figs / "bd_contrasts.png
 
 # %%
 if R["solvers"]:
-    summary = R["solvers"]["summary"]
+    solver_summary = R["solvers"]["solver_summary"]
     st = pd.DataFrame([{"arch": e["arch"], "solver": e["solver"], "reference": e["reference"],
                         "median": e["median"], "seed spread": e["seed_spread"], "overlap %": 100 * e["overlap"],
                         "Δ vs weighted sum (median)": e["paired_median"],
                         "Δ per seed": " / ".join(f"{v:+.1f}" for _, v in sorted(e["paired_diff"].items())),
                         "margin (spreads)": e["margin_in_spreads"], "cost": e["passes_per_iter"], "verdict": e["verdict"]}
-                       for e in summary if e["metric"] == "psnr-rgb"])
+                       for e in solver_summary if e["metric"] == "psnr-rgb"])
     display(st.round(2))
-    display(Image(filename=str(F.solvers_figure(summary, figs / "solvers.png"))))
+    display(Image(filename=str(figures.solvers_figure(solver_summary, figs / "solvers.png"))))
     for arch in architectures:
-        fin = [e for e in summary if e["arch"] == arch and e["reference"] == "direct" and e["metric"] == "psnr-rgb"
+        fin = [e for e in solver_summary if e["arch"] == arch and e["reference"] == "direct" and e["metric"] == "psnr-rgb"
                and e["verdict"] not in ("baseline", "no baseline")]
         for word in ("better", "worse"):
             found = [f"{e['solver']} ({e['median']:+.1f} %, seeds {' / '.join(f'{v:+.1f}' for _, v in sorted(e['values'].items()))})"
@@ -215,10 +218,10 @@ else:
 # per-image BD-rates of every variant: how much of a mean BD-rate is one image.
 
 # %%
-display(Image(filename=str(F.per_image_rd_figure(dense, refs, figs / "per_image_rd.png"))))
-per_image = F.per_image_bd(curves)
-display(Image(filename=str(F.per_image_bd_figure(per_image, figs / "per_image_bd_psnr.png", "PSNR"))))
-display(Image(filename=str(F.per_image_bd_figure(per_image, figs / "per_image_bd_msssim.png", "MS-SSIM"))))
+display(Image(filename=str(figures.per_image_rd_figure(dense, refs, figs / "per_image_rd.png"))))
+per_image = tables.per_image_bd(curves)
+display(Image(filename=str(figures.per_image_bd_figure(per_image, figs / "per_image_bd_psnr.png", "PSNR"))))
+display(Image(filename=str(figures.per_image_bd_figure(per_image, figs / "per_image_bd_msssim.png", "MS-SSIM"))))
 
 # %% [markdown]
 # ## 5 · Continuity: the step ↔ bpp curve, the offset surface, the hyper latent's share
@@ -227,8 +230,8 @@ display(Image(filename=str(F.per_image_bd_figure(per_image, figs / "per_image_bd
 # trained steps as well as at them.
 
 # %%
-display(Image(filename=str(F.step_bpp_figure(dense, figs / "step_bpp.png"))))
-mono = {arch: F.monotonicity(res) for arch, res in dense.items()}
+display(Image(filename=str(figures.step_bpp_figure(dense, figs / "step_bpp.png"))))
+mono = {arch: sweep.monotonicity(res) for arch, res in dense.items()}
 for arch, m in mono.items():
     if m["strictly_decreasing"]:
         print(f"{arch}: mean bpp is strictly decreasing in the step over all {m['n_steps']} steps", end="")
@@ -246,21 +249,21 @@ for arch, m in mono.items():
 # Stage 03 compares it with the empirical bin centroids at the trained steps.
 
 # %%
-surfaces = {arch: F.offset_surface(variant_file(ROOT / paths["offsets_models"], arch, offsets_variant))
+surfaces = {arch: offsets.offset_surface(variant_file(ROOT / paths["offsets_models"], arch, offsets_variant))
             for arch in architectures}
-display(Image(filename=str(F.offset_surface_figure(surfaces, figs / "offset_surface.png"))))
+display(Image(filename=str(figures.offset_surface_figure(surfaces, figs / "offset_surface.png"))))
 for arch, s in surfaces.items():
     print(f"{arch}: δ ranges over [{s.delta.min():+.3f}, {s.delta.max():+.3f}] steps; at the smallest σ_q "
           f"{s[s.sigma_q == s.sigma_q.min()].delta.mean():+.3f}, at the largest {s[s.sigma_q == s.sigma_q.max()].delta.mean():+.3f}")
 
 # %%
-share = F.z_share_table(R, dense)
-display(Image(filename=str(F.z_share_figure(share, figs / "z_share.png"))))
+share = tables.z_share_table(R, dense)
+display(Image(filename=str(figures.z_share_figure(share, figs / "z_share.png"))))
 z_low = {}
 for (arch, curve), g in share.groupby(["arch", "curve"], sort=False):
     g = g.sort_values("bpp")
     lo, hi = g.iloc[0], g.iloc[-1]
-    if curve == F.CURVE_VR:
+    if curve == sweep.CURVE_VR:
         z_low[arch] = float(lo.z_share)
     print(f"{arch} · {curve}: z takes {lo.z_share:.1f} % of the bits at {lo.bpp:.3f} bpp, {hi.z_share:.1f} % at {hi.bpp:.3f} bpp")
 
@@ -269,8 +272,8 @@ for (arch, curve), g in share.groupby(["arch", "curve"], sort=False):
 #
 # Each image is coded whole by the scratch anchor at `visual_lambda` (default: the smallest λ,
 # where artefacts show) and by the final model at the step that rate control
-# (`vrlic.codec.encode_to_bpp`) finds for the anchor's rate (at or just under it), then decoded with
-# `vrlic.codec.decode`. Shown: the `crop`×`crop` window with the most detail. bpp counts the
+# (`vrlic.codec.bitstream.encode_to_bpp`) finds for the anchor's rate (at or just under it), then decoded with
+# `vrlic.codec.bitstream.decode`. Shown: the `crop`×`crop` window with the most detail. bpp counts the
 # entropy-coded streams of both (the `.vrlc` container's constant header is left out).
 
 # %%
@@ -283,7 +286,7 @@ examples = []
 for img in images:
     for arch in architectures:
         try:
-            ex = F.visual_example(final[arch], anchor_file(ROOT / paths["base_models"], arch, lam), img,
+            ex = visual.visual_example(final[arch], anchor_file(ROOT / paths["base_models"], arch, lam), img,
                                    P.get("crop", 192), dev)
         except RateTargetError as e:  # the final model cannot go as low as the anchor's rate
             print(f"{img.stem} · {arch}: no example — {e}")
@@ -295,7 +298,7 @@ for img in images:
               + ("" if ex["vr_in_trained_range"] else " — step outside the trained range")
               + ("" if ex["vr_converged"] else " — rate control did not reach within 1 % of the target"))
 if examples:
-    display(Image(filename=str(F.visual_figure(examples, figs / "visual.png"))))
+    display(Image(filename=str(figures.visual_figure(examples, figs / "visual.png"))))
 
 # %% [markdown]
 # ## 7 · DVC's files, and the headline numbers
@@ -307,10 +310,10 @@ if examples:
 # (arch, curve, bpp, psnr, msssim) for `dvc plots`.
 
 # %%
-m = F.metrics(table, contrasts, dense_bd, mono, z_low)
-F.write_metrics(m, out["metrics"])
+m = dvcfiles.metrics(table, contrasts, dense_bd, mono, z_low)
+dvcfiles.write_metrics(m, out["metrics"])
 # the README opens with these numbers: written here, never pasted by hand
-if F.update_readme(ROOT / "README.md", F.readme_block(table, profile, "results/figures/figures/bd_rates.png")):
+if summary.update_readme(ROOT / "README.md", summary.readme_block(table, profile, "results/figures/figures/bd_rates.png")):
     print("README.md: results section rewritten")
 for arch in architectures:
     ps = table[(table.arch == arch) & (table.metric == "PSNR")]
@@ -319,7 +322,7 @@ for arch in architectures:
     best = scored.sort_values("pchip").iloc[0] if len(scored) else None
     print(f"{arch}:")
     for ref, r in fin.iterrows():
-        print(f"  final model vs {F.REFERENCE_LABEL[ref]}: {r.pchip:+.1f} % (per image {r.image_median:+.1f} "
+        print(f"  final model vs {tables.REFERENCE_LABEL[ref]}: {r.pchip:+.1f} % (per image {r.image_median:+.1f} "
               f"[{r.image_min:+.1f}, {r.image_max:+.1f}]) → {r.verdict}")
     if best is not None:
         print(f"  lowest BD-rate vs the scratch anchors: {best.variant} ({best.pchip:+.1f} %, {best.verdict})")

@@ -21,7 +21,7 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory) -> Path:
     """The embedded images (the project's data/ if fetched, else a fresh fetch)."""
-    from vrlic.data import fetch_embedded, verify_manifest
+    from vrlic.data.embedded import fetch_embedded, verify_manifest
 
     folder = ROOT / "data" / "embedded"
     if not (folder / "manifest.json").exists():

@@ -1,4 +1,4 @@
-"""Pytest fixtures for the fake zoo / Kodak / DIV2K server (``vrlic.fakezoo``), loopback only.
+"""Pytest fixtures for the fake zoo / Kodak / DIV2K server (``vrlic.testing.fakezoo``), loopback only.
 
 Import the fixtures into a test module (``from fakezoo import fake_zoo, fake_zoo_small``).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from vrlic.fakezoo import FakeZoo
+from vrlic.testing.fakezoo import FakeZoo
 
 
 @pytest.fixture(scope="session")

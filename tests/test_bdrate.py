@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from vrlic.bdrate import bd_rate
+from vrlic.measure.bdrate import bd_rate
 
 
 def _res(bpp, psnr):
@@ -39,7 +39,7 @@ def _res(bpps, psnrs, per_image=None):
 def test_summary_spread_overlap_and_split():
     import math
 
-    from vrlic.bdrate import bd_summary, interval_text, overlap
+    from vrlic.measure.bdrate import bd_summary, interval_text, overlap
 
     bpp = [0.1, 0.2, 0.4, 0.8]
     psnr = [25.0, 28.0, 31.0, 34.0]

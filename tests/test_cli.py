@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from vrlic.cli import main
-from vrlic.imageio import list_images, load_image, save_image
-from vrlic.models import save_model
-from vrlic.vbr import build_vr_model
+from vrlic.codec.imageio import list_images, load_image, save_image
+from vrlic.codec.models import save_model
+from vrlic.codec.vbr import build_vr_model
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import struct
 import pytest
 import torch
 
-from vrlic.codec import CodecError, decode, encode, encode_to_bpp, read_header
-from vrlic.imageio import list_images, load_image
-from vrlic.vbr import build_vr_model
+from vrlic.codec.bitstream import CodecError, decode, encode, encode_to_bpp, read_header
+from vrlic.codec.imageio import list_images, load_image
+from vrlic.codec.vbr import build_vr_model
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_round_trip_is_bit_exact_and_equals_forward(model, image):
     assert (hdr.height, hdr.width, hdr.step, hdr.arch) == (150, 201, 0.07, "mbt2018-mean")
     a, b = decode(model, data), decode(model, data)
     assert a.shape == image.shape and torch.equal(a, b)
-    from vrlic.imageio import crop_padding, pad_to_multiple
+    from vrlic.codec.imageio import crop_padding, pad_to_multiple
 
     xp, pads = pad_to_multiple(image.unsqueeze(0))
     with torch.no_grad():

@@ -3,8 +3,12 @@ import json
 import pytest
 import torch
 
-from vrlic.data import CropSampler, fetch_embedded, resolve_split, verify_manifest
-from vrlic.imageio import list_images, load_image, save_image
+from vrlic.data.datasets import resolve_split
+
+from vrlic.data.embedded import fetch_embedded, verify_manifest
+
+from vrlic.data.sampling import CropSampler
+from vrlic.codec.imageio import list_images, load_image, save_image
 
 
 def test_fetch_is_deterministic_and_manifest_matches(tmp_path):
@@ -38,7 +42,7 @@ def test_unknown_image_and_missing_folder(tmp_path):
 
 
 def test_split_of_the_params(embedded, root):
-    from vrlic.params import load_params, stage_params
+    from vrlic.pipeline.params import load_params, stage_params
 
     data = stage_params("base_models", load_params(root / "params.yaml"), "mini")["data"]
     train, val = resolve_split({**data, "dir": str(embedded)}, root)
@@ -56,7 +60,7 @@ def test_crop_sampler_is_reproducible_per_step(embedded):
 
 
 def test_texture_candidates_prefer_textured_crops(embedded):
-    from vrlic.data import texture
+    from vrlic.data.sampling import texture
 
     files = list_images(embedded, ["rocket", "coffee"])
     uniform = CropSampler.from_files(files, crop=64, batch_size=16, seed=2)
@@ -71,7 +75,7 @@ def test_texture_candidates_prefer_textured_crops(embedded):
 
 
 def test_torch_save_gives_the_same_bytes_wherever_it_writes(tmp_path):
-    from vrlic.atomic import torch_save
+    from vrlic.infra.atomic import torch_save
 
     obj = {"w": torch.arange(6.0), "meta": {"iter": 3}}
     torch_save(obj, tmp_path / "a.pth.tar")
@@ -92,7 +96,7 @@ def test_image_roundtrip_and_bad_file(tmp_path):
 
 
 def test_sampler_spec_rebuilds_the_same_batches(embedded):
-    from vrlic.data import sampler_from_spec, sampler_spec
+    from vrlic.data.sampling import sampler_from_spec, sampler_spec
 
     files = list_images(embedded, ["chelsea", "rocket"])
     s = CropSampler.from_files(files, crop=32, batch_size=2, seed=5, candidates=2)

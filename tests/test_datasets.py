@@ -7,9 +7,10 @@ import torch
 from fakezoo import fake_zoo_small, fakezoo_store  # noqa: F401 (fixtures)
 from PIL import Image
 
-from vrlic.datasets import (KODAK_NAMES, CompactCropSampler, check_training_folder, fetch_kodak,
-                            fetch_training_set, lock_images, pixels_digest)
-from vrlic.download import DownloadError, LockMismatch, sha256_file
+from vrlic.data.datasets import KODAK_NAMES, check_training_folder, fetch_kodak, fetch_training_set, lock_images, pixels_digest
+
+from vrlic.data.sampling import CompactCropSampler
+from vrlic.data.download import DownloadError, LockMismatch, sha256_file
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.one_thread)
@@ -71,7 +72,7 @@ def test_pins_are_optional_but_checked(fake_zoo_small, tmp_path):
 
 
 def test_local_copy_is_held_to_the_lock_by_pixels(tmp_path):
-    from vrlic.fakezoo import write_kodak
+    from vrlic.testing.fakezoo import write_kodak
 
     files = write_kodak(tmp_path / "kodak", KODAK_NAMES[:2])
     lock_images(files, tmp_path / "l.json")
@@ -100,7 +101,7 @@ def test_training_set_fetch_unpack_and_lock(fake_zoo_small, tmp_path):
 
 
 def test_training_folder_errors(tmp_path):
-    from vrlic.fakezoo import write_training_images
+    from vrlic.testing.fakezoo import write_training_images
 
     with pytest.raises(FileNotFoundError, match="no training folder given.*fetch-train"):
         check_training_folder(None)
@@ -119,8 +120,8 @@ def test_training_folder_errors(tmp_path):
 
 
 def test_compact_sampler_gives_the_same_batches(tmp_path):
-    from vrlic.data import CropSampler
-    from vrlic.fakezoo import write_training_images
+    from vrlic.data.sampling import CropSampler
+    from vrlic.testing.fakezoo import write_training_images
 
     files = write_training_images(tmp_path, n=3, size=80)
     a = CropSampler.from_files(files, crop=32, batch_size=4, seed=3)

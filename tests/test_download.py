@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 
-from vrlic.download import DownloadError, fetch
+from vrlic.data.download import DownloadError, fetch
 
 
 @pytest.fixture()
@@ -78,8 +78,8 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
 
 
 def test_zoo_names_and_kodak_pins():
-    from vrlic.datasets import fetch_kodak
-    from vrlic.zoo import zoo_channels, zoo_filename, zoo_url
+    from vrlic.data.datasets import fetch_kodak
+    from vrlic.data.zoo import zoo_channels, zoo_filename, zoo_url
 
     assert zoo_filename("mbt2018-mean", 3) == "mbt2018-mean-3-723404a8.pth.tar"
     assert zoo_url("bmshj2018-hyperprior", 8).endswith("/bmshj2018-hyperprior-8-a583f0cf.pth.tar")
@@ -94,8 +94,8 @@ def test_zoo_download_and_load_from_local_server(server, tmp_path, monkeypatch):
     """The zoo path end to end, with a locally built checkpoint whose hash we pin ourselves."""
     import torch
 
-    import vrlic.zoo as zoo
-    from vrlic.models import build_model
+    import vrlic.data.zoo as zoo
+    from vrlic.codec.models import build_model
 
     served, url = server
     model = build_model("bmshj2018-hyperprior", 8, 8)
@@ -104,7 +104,7 @@ def test_zoo_download_and_load_from_local_server(server, tmp_path, monkeypatch):
     (served / "tmp.pth.tar").rename(served / f"bmshj2018-hyperprior-1-{h8}.pth.tar")
     import dataclasses
 
-    from vrlic import architectures
+    from vrlic.codec import architectures
 
     entry = architectures.get("bmshj2018-hyperprior")
     monkeypatch.setitem(architectures.ARCHITECTURES, entry.name,

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from vrlic.evaluate import image_metrics, measure_image, results_json
-from vrlic.imageio import crop_padding, pad_to_multiple
-from vrlic.architectures import ARCHITECTURES
-from vrlic.models import build_model, load_model, save_model
+from vrlic.measure.evaluate import image_metrics, measure_image, results_json
+from vrlic.codec.imageio import crop_padding, pad_to_multiple
+from vrlic.codec.architectures import ARCHITECTURES
+from vrlic.codec.models import build_model, load_model, save_model
 
 
 @pytest.mark.parametrize("h,w", [(64, 64), (65, 100), (300, 451)])

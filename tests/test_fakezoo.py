@@ -5,8 +5,8 @@ import pytest
 import torch
 from fakezoo import fake_zoo, fake_zoo_small, fakezoo_store  # noqa: F401 (fixtures)
 
-from vrlic import zoo
-from vrlic.download import DownloadError
+from vrlic.data import zoo
+from vrlic.data.download import DownloadError
 
 pytestmark = [pytest.mark.filterwarnings("ignore:zoo weights are checked against the override registry"), pytest.mark.usefixtures("one_thread")]
 
@@ -91,8 +91,8 @@ def test_tampered_zoo_file_is_refused(fake_zoo_small, tmp_path):
 
 
 def test_zoo_anchor_never_reuses_a_model_from_another_zoo(fake_zoo_small, tmp_path, monkeypatch):
-    from vrlic.anchors import zoo_anchor
-    from vrlic.models import load_model
+    from vrlic.study.anchors import zoo_anchor
+    from vrlic.codec.models import load_model
 
     fake_zoo_small.add_zoo("bmshj2018-hyperprior", 8)
     a = zoo_anchor("bmshj2018-hyperprior", 8, tmp_path / "models")

@@ -1,4 +1,4 @@
-"""Stage 05 (vrlic.figures): the BD-rate table and its verdicts, the DVC files, and every figure,
+"""Stage 05 (vrlic.report.figures): the BD-rate table and its verdicts, the DVC files, and every figure,
 on tiny synthetic results (no training)."""
 import json
 import math
@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vrlic import figures as F
-from vrlic.bdrate import bd_summary
-from vrlic.experiments import ABLATION_GRID, ablation_rows
+from vrlic.measure import bdrate, sweep, verdict, visual
+from vrlic.report import dvcfiles, figures, tables
+from vrlic.study import ablation
+from vrlic.training import offsets
+from vrlic.measure.bdrate import bd_summary
+from vrlic.study.ablation import ABLATION_GRID, ablation_rows
 
 IMAGES = ("kodim01", "kodim02", "kodim03")
 ARCHS = ("bmshj2018-hyperprior", "mbt2018-mean")
@@ -60,8 +63,8 @@ def synthetic():
         for arch in ARCHS:
             res = _curve(VR_BPP, dict(zip(IMAGES, SCALES.get(label, (1.05, 1.0, 1.1)))), steps=VR_STEPS, name=label)
             res["bd_rate_vs_anchors"] = {}
-            res["bd"] = {"scratch": {m: bd_summary(anchors[arch], res, m) for m in F.METRICS},
-                         "finetuned": {m: bd_summary(finetuned[arch], res, m) for m in F.METRICS}}
+            res["bd"] = {"scratch": {m: bd_summary(anchors[arch], res, m) for m in bdrate.METRICS},
+                         "finetuned": {m: bd_summary(finetuned[arch], res, m) for m in bdrate.METRICS}}
             stage[key].setdefault(arch, {})[variant] = res
     rows = ablation_rows(stage)
     classical = {"jpeg": _curve([0.3, 0.8, 2.0, 4.0], psnr_shift=-4), "webp": _curve([0.2, 0.6, 1.5, 3.0], psnr_shift=-2)}
@@ -75,35 +78,35 @@ def synthetic():
 def dense():
     steps = list(np.geomspace(4.0, 1.0, 12))
     return {a: _curve(list(np.geomspace(0.14, 1.25, 12)), dict(zip(IMAGES, (0.8, 0.85, 0.82))),
-                      steps=steps, name=F.CURVE_VR) for a in ARCHS}
+                      steps=steps, name=sweep.CURVE_VR) for a in ARCHS}
 
 
 def test_verdict_rule():
-    assert F.verdict(-10, -14, -3) == "better"
-    assert F.verdict(10, 3, 14) == "worse"
-    assert F.verdict(-10, -14, 2) == "no difference"          # one image needs more bits
-    assert F.verdict(-10, -14, -3, spread=12) == "no difference"  # the seeds move it by more than its size
-    assert F.verdict(-10, -14, -3, spread=4) == "better"
-    assert F.verdict(3, 1, 5, spread=math.nan) == "worse"    # spread not measured: that test is skipped
-    assert F.verdict(0.3, 0.1, 0.5) == "no difference"       # below MIN_EFFECT
-    assert F.verdict(0.3, 0.1, 0.5, min_effect=0.1) == "worse"
-    assert F.verdict(math.nan, -1, -1) == "undefined"
-    assert F.verdict(-10, -14, -3, overlap=0.5) == "undefined"  # BD-rate on a sliver of the curves
-    assert F.verdict(-1, math.nan, math.nan) == "no difference"  # no per-image BD-rates: no claim
+    assert verdict.verdict(-10, -14, -3) == "better"
+    assert verdict.verdict(10, 3, 14) == "worse"
+    assert verdict.verdict(-10, -14, 2) == "no difference"          # one image needs more bits
+    assert verdict.verdict(-10, -14, -3, spread=12) == "no difference"  # the seeds move it by more than its size
+    assert verdict.verdict(-10, -14, -3, spread=4) == "better"
+    assert verdict.verdict(3, 1, 5, spread=math.nan) == "worse"    # spread not measured: that test is skipped
+    assert verdict.verdict(0.3, 0.1, 0.5) == "no difference"       # below MIN_EFFECT
+    assert verdict.verdict(0.3, 0.1, 0.5, min_effect=0.1) == "worse"
+    assert verdict.verdict(math.nan, -1, -1) == "undefined"
+    assert verdict.verdict(-10, -14, -3, overlap=0.5) == "undefined"  # BD-rate on a sliver of the curves
+    assert verdict.verdict(-1, math.nan, math.nan) == "no difference"  # no per-image BD-rates: no claim
 
 
 def test_bd_table(synthetic):
-    t = F.bd_table(synthetic["ablation"]["rows"])
-    assert list(t.columns) == list(F.TABLE_COLUMNS)
+    t = tables.bd_table(synthetic["ablation"]["rows"])
+    assert list(t.columns) == list(tables.TABLE_COLUMNS)
     assert len(t) == len(ARCHS) * len(ABLATION_GRID) * 2 * 2
-    assert set(t.verdict) <= set(F.VERDICTS) and t.seed_spread.isna().all()
+    assert set(t.verdict) <= set(verdict.VERDICTS) and t.seed_spread.isna().all()
     ps = t[(t.reference == "scratch") & (t.metric == "PSNR") & (t.arch == ARCHS[0])].set_index("variant")
     assert ps.loc["weighted sum", "verdict"] == "worse"
     assert ps.loc["MGDA", "verdict"] == "no difference"
     assert ps.loc["MGDA + offsets + VR hyper latent", "verdict"] == "better"
     assert ps.loc["MGDA + offsets + VR hyper latent", "image_min"] == pytest.approx(-20, abs=0.5)
     assert ps.loc["weighted sum", "image_max"] == pytest.approx(30, abs=0.5)
-    disp = F.display_table(t)
+    disp = tables.display_table(t)
     assert (disp.metric == "PSNR").all() and "verdict" in disp
 
 
@@ -112,7 +115,7 @@ def test_seed_spread_changes_the_verdict(synthetic):
     label = "MGDA + offsets + VR hyper latent"
     noise = {"rows": {f"{a}|{label}": {"scratch_psnr_pchip": {"values": {"0": -17.0, "1": -40.0}, "spread": 23.0}}
                       for a in ARCHS}}
-    t = F.bd_table(rows, noise)
+    t = tables.bd_table(rows, noise)
     hit = t[(t.variant == label) & (t.reference == "scratch") & (t.metric == "PSNR")]
     assert (hit.seed_spread == 23.0).all() and (hit.verdict == "no difference").all()
     other = t[(t.variant == label) & (t.reference == "finetuned")]
@@ -120,66 +123,66 @@ def test_seed_spread_changes_the_verdict(synthetic):
 
 
 def test_overlap_warnings(synthetic):
-    t = F.bd_table(synthetic["ablation"]["rows"])
-    assert F.overlap_warnings(t) == []
+    t = tables.bd_table(synthetic["ablation"]["rows"])
+    assert tables.overlap_warnings(t) == []
     t.loc[0, "overlap"] = 0.5
     t.loc[1, ["overlap", "pchip"]] = [0.0, math.nan]
-    lines = F.overlap_warnings(t)
+    lines = tables.overlap_warnings(t)
     assert len(lines) == 2 and all(l.startswith("WARNING") for l in lines)
     assert "50 %" in lines[0] and "do not overlap" in lines[1]
     rows = json.loads(json.dumps(synthetic["ablation"]["rows"]))
     rows[0]["scratch_psnr_overlap"] = 0.5
-    assert F.bd_table(rows).verdict.iloc[0] == "undefined"
+    assert tables.bd_table(rows).verdict.iloc[0] == "undefined"
 
 
 def test_contrasts_and_metrics(synthetic, dense, tmp_path):
-    curves = F.variant_curves(synthetic)
+    curves = ablation.variant_curves(synthetic)
     assert list(curves[ARCHS[0]]) == [g[0] for g in ABLATION_GRID]
-    c = F.contrast_table(curves)
-    assert len(c) == len(ARCHS) * len(F.CONTRASTS) * 2
+    c = tables.contrast_table(curves)
+    assert len(c) == len(ARCHS) * len(ablation.CONTRASTS) * 2
     vz = c[(c.contrast == "vr_z_vs_fixed_z") & (c.metric == "PSNR")]
     assert (vz.pchip < 0).all() and (vz.verdict == "better").all()
-    refs = F.references(synthetic)
-    dbd = F.dense_bd(dense, refs)
-    mono = {a: F.monotonicity(d) for a, d in dense.items()}
-    m = F.metrics(F.bd_table(synthetic["ablation"]["rows"]), c, dbd, mono, {a: 3.2 for a in ARCHS})
-    out = F.write_metrics(m, tmp_path / "metrics.json")
+    refs = ablation.references(synthetic)
+    dbd = tables.dense_bd(dense, refs)
+    mono = {a: sweep.monotonicity(d) for a, d in dense.items()}
+    m = dvcfiles.metrics(tables.bd_table(synthetic["ablation"]["rows"]), c, dbd, mono, {a: 3.2 for a in ARCHS})
+    out = dvcfiles.write_metrics(m, tmp_path / "metrics.json")
     back = json.loads(out.read_text())
     assert set(back[ARCHS[0]]["vr_z"]) == {"bd_scratch_psnr", "bd_scratch_msssim", "bd_finetuned_psnr", "bd_finetuned_msssim"}
     assert back[ARCHS[0]]["vr_z"]["bd_scratch_psnr"] < 0 < back[ARCHS[0]]["weighted_sum"]["bd_scratch_psnr"]
     assert "offsets_switched_off" in back[ARCHS[0]] and back[ARCHS[0]]["step_bpp_strictly_decreasing"] is True
     assert back[ARCHS[0]]["contrasts"]["mgda_vs_weighted_sum"]["bd_psnr"] < 0
-    assert F._clean({"x": math.nan})["x"] is None  # JSON has no NaN: DVC reads null
+    assert dvcfiles._clean({"x": math.nan})["x"] is None  # JSON has no NaN: DVC reads null
 
 
 def test_rd_long_and_csv(synthetic, dense, tmp_path):
-    long = F.rd_long(synthetic, dense)
+    long = dvcfiles.rd_long(synthetic, dense)
     kinds = set(long.kind)
     assert kinds == {"vr", "variant", "anchor", "classical"}
-    assert F.FINAL_LABEL not in set(long.curve)  # the dense sweep stands for it
-    path = F.write_rd_csv(long, tmp_path / "plots" / "rd.csv")
+    assert ablation.FINAL_LABEL not in set(long.curve)  # the dense sweep stands for it
+    path = dvcfiles.write_rd_csv(long, tmp_path / "plots" / "rd.csv")
     df = pd.read_csv(path)
     assert list(df.columns) == ["arch", "curve", "bpp", "psnr", "msssim"] and len(df) == len(long)
 
 
 def test_dense_steps_and_monotonicity(dense):
-    s = F.dense_steps([0.5, 1.0, 2.0, 4.0], 5)
+    s = sweep.dense_steps([0.5, 1.0, 2.0, 4.0], 5)
     assert s[0] == 0.5 and s[-1] == 4.0 and all(t in s for t in (1.0, 2.0)) and s == sorted(s)
     assert len(s) == 7  # 5 log-spaced (0.5, 0.84, 1.41, 2.38, 4) + the trained 1 and 2
-    m = F.monotonicity(dense[ARCHS[0]])
+    m = sweep.monotonicity(dense[ARCHS[0]])
     assert m["strictly_decreasing"] and m["images_not_strict"] == [] and m["not_decreasing_pairs"] == 0
     bad = json.loads(json.dumps(dense[ARCHS[0]]))
     bad["per_image"]["kodim02"]["bpp"][3] = bad["per_image"]["kodim02"]["bpp"][4]
     bad["results"]["bpp"][5] = bad["results"]["bpp"][6] * 1.1
-    m = F.monotonicity(bad)
+    m = sweep.monotonicity(bad)
     assert m["images_not_strict"] == ["kodim02"] and not m["strictly_decreasing"]
     assert m["not_decreasing_pairs"] == 1 and m["max_rise"] == pytest.approx(0.1)
 
 
 def test_dense_table(synthetic, dense):
-    t = F.dense_table(F.dense_bd(dense, F.references(synthetic)))
-    assert list(t.columns) == list(F.TABLE_COLUMNS) and len(t) == len(ARCHS) * 2 * 2
-    assert (t.variant == F.CURVE_VR).all() and (t[t.metric == "PSNR"].verdict == "better").all()
+    t = tables.dense_table(tables.dense_bd(dense, ablation.references(synthetic)))
+    assert list(t.columns) == list(tables.TABLE_COLUMNS) and len(t) == len(ARCHS) * 2 * 2
+    assert (t.variant == sweep.CURVE_VR).all() and (t[t.metric == "PSNR"].verdict == "better").all()
 
 
 def _png(path):
@@ -190,40 +193,40 @@ def _png(path):
 def test_every_figure_writes_a_png(synthetic, dense, tmp_path):
     import torch
 
-    long = F.rd_long(synthetic, dense)
-    _png(F.rd_figure(long, ARCHS[0], tmp_path / "rd.png"))
-    table = F.bd_table(synthetic["ablation"]["rows"])
-    _png(F.bd_bar_figure(table, tmp_path / "bars.png"))
-    curves = F.variant_curves(synthetic)
-    _png(F.contrast_figure(F.contrast_table(curves), tmp_path / "contrasts.png"))
-    refs = F.references(synthetic)
-    _png(F.per_image_rd_figure(dense, refs, tmp_path / "per_image_rd.png"))
-    per = F.per_image_bd(curves)
+    long = dvcfiles.rd_long(synthetic, dense)
+    _png(figures.rd_figure(long, ARCHS[0], tmp_path / "rd.png"))
+    table = tables.bd_table(synthetic["ablation"]["rows"])
+    _png(figures.bd_bar_figure(table, tmp_path / "bars.png"))
+    curves = ablation.variant_curves(synthetic)
+    _png(figures.contrast_figure(tables.contrast_table(curves), tmp_path / "contrasts.png"))
+    refs = ablation.references(synthetic)
+    _png(figures.per_image_rd_figure(dense, refs, tmp_path / "per_image_rd.png"))
+    per = tables.per_image_bd(curves)
     assert len(per) == len(ARCHS) * len(ABLATION_GRID) * 2 * 2 * len(IMAGES)
-    _png(F.per_image_bd_figure(per, tmp_path / "per_image_bd.png"))
-    _png(F.step_bpp_figure(dense, tmp_path / "step_bpp.png"))
+    _png(figures.per_image_bd_figure(per, tmp_path / "per_image_bd.png"))
+    _png(figures.step_bpp_figure(dense, tmp_path / "step_bpp.png"))
     sig, st = np.geomspace(0.11, 64, 20), np.geomspace(0.5, 4, 6)
     surf = pd.DataFrame([{"step": s, "sigma_q": q, "delta": 0.3 / (1 + q) * s} for s in st for q in sig])
     surf.attrs["trained_steps"] = [0.5, 4.0]
-    _png(F.offset_surface_figure({ARCHS[0]: surf}, tmp_path / "offsets.png"))
-    share = F.z_share_table(synthetic, dense)
-    assert set(share.curve) == {F.CURVE_VR, "variable-rate z (stage 04)", "fixed-step z (stage 04)"}
-    _png(F.z_share_figure(share, tmp_path / "z_share.png"))
+    _png(figures.offset_surface_figure({ARCHS[0]: surf}, tmp_path / "offsets.png"))
+    share = tables.z_share_table(synthetic, dense)
+    assert set(share.curve) == {sweep.CURVE_VR, "variable-rate z (stage 04)", "fixed-step z (stage 04)"}
+    _png(figures.z_share_figure(share, tmp_path / "z_share.png"))
     g = torch.linspace(0, 1, 48)
     img = torch.stack([g.expand(48, 48), g.expand(48, 48).T, torch.full((48, 48), 0.5)])
     ex = {"image": "kodim01", "arch": ARCHS[0], "lmbda": 0.0067, "crop_box": (0, 0, 48), "original": img,
           "anchor": img * 0.9, "vr": img * 0.95, "anchor_bpp": 0.4, "anchor_psnr": 30.1, "anchor_psnr_crop": 29.0,
           "vr_bpp": 0.39, "vr_psnr": 30.4, "vr_psnr_crop": 29.5, "vr_step": 2.1, "vr_in_trained_range": True}
-    _png(F.visual_figure([ex], tmp_path / "visual.png"))
+    _png(figures.visual_figure([ex], tmp_path / "visual.png"))
 
 
 def test_visual_example_and_offset_surface_on_tiny_models(tmp_path):
     """The codec path of figure 6 and the offset grid of figure 5 on untrained 8-channel models."""
     import torch
 
-    from vrlic.imageio import save_image
-    from vrlic.interop import from_single_rate
-    from vrlic.models import build_model, save_model
+    from vrlic.codec.imageio import save_image
+    from vrlic.codec.interop import from_single_rate
+    from vrlic.codec.models import build_model, save_model
 
     torch.manual_seed(0)
     base = build_model("bmshj2018-hyperprior", 8, 8).eval()
@@ -233,20 +236,20 @@ def test_visual_example_and_offset_surface_on_tiny_models(tmp_path):
     save_model(vr, "bmshj2018-hyperprior", tmp_path / "vr.pth.tar")
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
     save_image(torch.stack([xx, yy, (xx * yy * 7).sin().abs()]), tmp_path / "img.png")
-    ex = F.visual_example(tmp_path / "vr.pth.tar", tmp_path / "anchor.pth.tar", tmp_path / "img.png", crop=64)
+    ex = visual.visual_example(tmp_path / "vr.pth.tar", tmp_path / "anchor.pth.tar", tmp_path / "img.png", crop=64)
     assert ex["original"].shape == (3, 64, 64) and ex["vr"].shape == ex["anchor"].shape == (3, 64, 64)
     assert ex["vr_bpp"] <= ex["anchor_bpp"] + 1e-9 and math.isfinite(ex["vr_psnr"]) and ex["lmbda"] == 0.18
-    surf = F.offset_surface(tmp_path / "vr.pth.tar", n_steps=4, sigmas=np.geomspace(0.11, 64, 5))
+    surf = offsets.offset_surface(tmp_path / "vr.pth.tar", n_steps=4, sigmas=np.geomspace(0.11, 64, 5))
     assert len(surf) == 20 and surf.attrs["trained_steps"] == sorted(surf.attrs["trained_steps"])
 
 
 def test_contrast_spread_is_the_direct_contrasts_own(synthetic):
-    curves = F.variant_curves(synthetic)
+    curves = ablation.variant_curves(synthetic)
     key = f"{ARCHS[0]}|vr_z_vs_fixed_z|PSNR"
-    vals = F.contrast_values(curves)
+    vals = ablation.contrast_values(curves)
     assert key in vals and vals[key] < 0
     pick = lambda t: t[(t.arch == ARCHS[0]) & (t.contrast == "vr_z_vs_fixed_z") & (t.metric == "PSNR")].iloc[0]  # noqa: E731
-    assert math.isnan(pick(F.contrast_table(curves)).seed_spread)
+    assert math.isnan(pick(tables.contrast_table(curves)).seed_spread)
     wide = {"contrasts": {key: {"values": {"0": vals[key], "1": 50.0}, "spread": 50.0 - vals[key]}}}
-    row = pick(F.contrast_table(curves, wide))
+    row = pick(tables.contrast_table(curves, wide))
     assert row.seed_spread == pytest.approx(50.0 - vals[key]) and row.verdict == "no difference"

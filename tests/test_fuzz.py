@@ -16,8 +16,8 @@ import zlib
 import pytest
 import torch
 
-from vrlic.codec import _CRC, _HEAD, CodecError, _padded, _tables, decode, encode, read_header
-from vrlic.vbr import build_vr_model
+from vrlic.codec.bitstream import _CRC, _HEAD, CodecError, _padded, _tables, decode, encode, read_header
+from vrlic.codec.vbr import build_vr_model
 
 SEED = 20240229
 FIELDS = ("magic", "version", "arch", "flags", "step", "height", "width", "fp", "lz", "ly")

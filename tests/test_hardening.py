@@ -17,10 +17,10 @@ import torch
 
 from conftest import convolutions_thread_independent
 
-from vrlic.codec import (_HEAD, MAX_PIXELS, MAX_SIDE, CodecError, OutOfRangeWarning, RateTargetError, StepRangeError,
+from vrlic.codec.bitstream import (_HEAD, MAX_PIXELS, MAX_SIDE, CodecError, OutOfRangeWarning, RateTargetError, StepRangeError,
                          decode, encode, encode_to_bpp, trained_range, usable_range)
-from vrlic.imageio import crop_padding, list_images, load_image, pad_to_multiple
-from vrlic.vbr import build_vr_model
+from vrlic.codec.imageio import crop_padding, list_images, load_image, pad_to_multiple
+from vrlic.codec.vbr import build_vr_model
 
 ARCHS = ["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
 FIELDS = ("magic", "version", "arch", "flags", "step", "height", "width", "fp", "lz", "ly")
@@ -129,7 +129,7 @@ def test_crafted_headers_are_refused(model, capsys):
 
 
 def test_size_limit_admits_a_large_photograph():
-    from vrlic.codec import check_size
+    from vrlic.codec.bitstream import check_size
 
     check_size(3000, 4000)
     check_size(6936, 9248)  # 64 MP
@@ -157,8 +157,8 @@ def test_out_of_range_steps_warn_or_refuse(model, photo, tmp_path, capsys):
             encode(model, photo, step)
     # the CLI: a warning on stderr, or a refusal with --strict
     from vrlic.cli import main
-    from vrlic.imageio import save_image
-    from vrlic.models import save_model
+    from vrlic.codec.imageio import save_image
+    from vrlic.codec.models import save_model
 
     save_model(model, "mbt2018-mean", tmp_path / "m.pth.tar")
     save_image(photo, tmp_path / "p.png")
@@ -237,8 +237,8 @@ def test_same_bytes_and_image_with_one_or_two_threads(capsys):
 _DECODE_SCRIPT = """
 import hashlib, sys, torch
 torch.set_num_threads(int(sys.argv[3]))
-from vrlic.codec import decode
-from vrlic.models import load_model
+from vrlic.codec.bitstream import decode
+from vrlic.codec.models import load_model
 m, _ = load_model(sys.argv[1])
 x = decode(m, open(sys.argv[2], "rb").read())
 print(hashlib.sha256(x.numpy().tobytes()).hexdigest())
@@ -246,7 +246,7 @@ print(hashlib.sha256(x.numpy().tobytes()).hexdigest())
 
 
 def test_fresh_processes_decode_the_same(tmp_path):
-    from vrlic.models import load_model, save_model
+    from vrlic.codec.models import load_model, save_model
 
     m = tiny("mbt2018-mean", N=16, M=16)
     save_model(m, "mbt2018-mean", tmp_path / "m.pth.tar")

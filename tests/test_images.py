@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vrlic.imageio import ImageReadError, describe_conversion, list_images, load_image
+from vrlic.codec.imageio import ImageReadError, describe_conversion, list_images, load_image
 
 RNG = np.random.default_rng(7)
 RGB = RNG.integers(0, 256, (6, 9, 3), dtype=np.uint8)
@@ -147,8 +147,8 @@ def test_dataset_folder_rules(tmp_path, embedded):
 
 def test_cli_encode_reports_the_conversion(tmp_path, capsys):
     from vrlic.cli import main
-    from vrlic.models import save_model
-    from vrlic.vbr import build_vr_model
+    from vrlic.codec.models import save_model
+    from vrlic.codec.vbr import build_vr_model
 
     torch.manual_seed(0)
     m = build_vr_model("bmshj2018-hyperprior", 8, 8, lambdas=[0.0067, 0.18]).eval()

@@ -1,7 +1,7 @@
-"""vrlic.jobs.side_by_side: results and prints in task order, one thread per worker."""
+"""vrlic.infra.jobs.side_by_side: results and prints in task order, one thread per worker."""
 import torch
 
-from vrlic.jobs import side_by_side
+from vrlic.infra.jobs import side_by_side
 
 
 def test_inline_with_one_job():

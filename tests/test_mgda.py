@@ -1,4 +1,4 @@
-"""MGDA min-norm solver (vrlic.mgda): optimality against brute force and SciPy, and the normalisations."""
+"""MGDA min-norm solver (vrlic.training.mgda): optimality against brute force and SciPy, and the normalisations."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from vrlic.mgda import (
+from vrlic.training.mgda import (
     NORMALIZATIONS,
     cagrad_inner,
     cagrad_weights,

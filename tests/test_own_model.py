@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from vrlic.cli import main
-from vrlic.fakezoo import to_zoo_keys, write_training_images
-from vrlic.models import build_model, load_checkpoint_base, load_model, save_model
+from vrlic.testing.fakezoo import to_zoo_keys, write_training_images
+from vrlic.codec.models import build_model, load_checkpoint_base, load_model, save_model
 
 ARCHS = ["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
 

@@ -17,9 +17,9 @@ NOTEBOOKS = ["01_base_models", "02_mgda_posttrain", "03_offset_fitting", "04_hyp
 
 
 def test_paper_profile_rehearsal(root, fake_zoo_small, tmp_path):  # noqa: F811
-    from vrlic.notebook import run_notebook
-    from vrlic.params import load_params, stage_params
-    from vrlic.reference import ReferenceMismatch, check_anchors
+    from vrlic.pipeline.notebook import run_notebook
+    from vrlic.pipeline.params import load_params, stage_params
+    from vrlic.measure.reference import ReferenceMismatch, check_anchors
 
     zoo = fake_zoo_small
     paper = stage_params("base_models", load_params(root / "params.yaml"), "paper")

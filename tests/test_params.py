@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from vrlic.params import PROFILES, STAGES, active_profile, deep_merge, load_params, stage_params
+from vrlic.pipeline.params import PROFILES, STAGES, active_profile, deep_merge, load_params, stage_params
 
 
 def test_every_profile_overrides_every_stage(root):

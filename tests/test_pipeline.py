@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def _smoke_params(stage, root):
-    from vrlic.params import load_params, stage_params
+    from vrlic.pipeline.params import load_params, stage_params
 
     return stage_params(stage, load_params(root / "params.yaml"), "smoke")
 
@@ -27,7 +27,7 @@ STAGES = [("base_models", "01_base_models"), ("posttrain", "02_mgda_posttrain"),
 @pytest.fixture(scope="module")
 def smoke_run(root, embedded, tmp_path_factory):
     """Stages 01–04 through papermill on the smoke profile, every output under a temporary folder."""
-    from vrlic.notebook import run_notebook
+    from vrlic.pipeline.notebook import run_notebook
 
     out = tmp_path_factory.mktemp("smoke")
     done = {}
@@ -102,7 +102,7 @@ def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
     if not (proj / "data" / "embedded" / "manifest.json").exists():
-        subprocess.run([sys.executable, "-m", "vrlic.data", "fetch", "data"], cwd=proj, check=True, env=env)
+        subprocess.run([sys.executable, "-m", "vrlic.data.embedded", "fetch", "data"], cwd=proj, check=True, env=env)
     r = subprocess.run(["dvc", "repro"], cwd=proj, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert json.loads((proj / "results/anchors.json").read_text())["profile"] == "smoke"
@@ -128,7 +128,7 @@ def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
 
     # The solver study on the same project (seed 0 only on smoke): every solver lands in the table,
     # the two that stage 02 trained are reused, and stage 05 draws it.
-    r = subprocess.run([sys.executable, "-m", "vrlic.solvers", "--jobs", "1"], cwd=proj, env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "vrlic.study.solver_study", "--jobs", "1"], cwd=proj, env=env, capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     study = json.loads((proj / "results/solvers.json").read_text())
@@ -142,8 +142,8 @@ def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
 
     # make noise's paired contrast spread, with a copy of this run standing in for seed 1: every
     # direct contrast is recomputed from each seed's own curves, so identical runs spread by 0
-    from vrlic.noise import contrast_spread
-    from vrlic.params import load_params
+    from vrlic.study.noise import contrast_spread
+    from vrlic.pipeline.params import load_params
 
     paths = load_params(proj / "params.yaml")["paths"]
     for key in ("posttrain", "offsets", "hyperlatent"):

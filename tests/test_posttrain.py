@@ -3,13 +3,14 @@ import math
 import pytest
 import torch
 
-from vrlic import posttrain as pt
-from vrlic.data import CropSampler
-from vrlic.diagnostics import gradient_geometry, per_objective_gradients
-from vrlic.imageio import list_images
-from vrlic.models import build_model
-from vrlic.posttrain import PostTrainConfig, make_state, objectives, posttrain, posttrain_iteration, trained_parameters
-from vrlic.interop import from_single_rate
+from vrlic.training import posttrain as pt
+from vrlic.data.sampling import CropSampler
+from vrlic.training.diagnostics import gradient_geometry, per_objective_gradients
+from vrlic.codec.imageio import list_images
+from vrlic.codec.models import build_model
+from vrlic.training.objectives import objectives, trained_parameters
+from vrlic.training.posttrain import PostTrainConfig, make_state, posttrain, posttrain_iteration
+from vrlic.codec.interop import from_single_rate
 
 LAMBDAS = [0.0067, 0.05, 0.18]
 

@@ -1,10 +1,10 @@
-"""vrlic.rate: the coder-mirroring estimate is within a few bytes of the real file."""
+"""vrlic.codec.rate: the coder-mirroring estimate is within a few bytes of the real file."""
 import pytest
 import torch
 
-from vrlic.quantization import PAPER_LAMBDAS
-from vrlic.rate import estimate_bits, likelihood_bits, table_code_bits
-from vrlic.vbr import build_vr_model
+from vrlic.codec.quantization import PAPER_LAMBDAS
+from vrlic.codec.rate import estimate_bits, likelihood_bits, table_code_bits
+from vrlic.codec.vbr import build_vr_model
 
 
 @pytest.mark.parametrize("arch", ["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"])

@@ -5,8 +5,8 @@ import pytest
 import torch
 from fakezoo import fake_zoo_small, fakezoo_store  # noqa: F401 (fixtures)
 
-from vrlic.quantization import PAPER_LAMBDAS
-from vrlic.reference import (ReferenceMismatch, check_against_published, check_anchors, compare_to_published,
+from vrlic.codec.quantization import PAPER_LAMBDAS
+from vrlic.measure.reference import (ReferenceMismatch, check_against_published, check_anchors, compare_to_published,
                              load_published, points_by_quality, published_curves, reference_dir)
 
 ARCHS = ["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
@@ -78,8 +78,8 @@ def test_tampered_numbers_fail_naming_quality_and_gap():
 
 def test_fake_zoo_models_fail_loudly(fake_zoo_small, tmp_path):
     """Random weights, downloaded and measured like the paper profile does: far from the published curve."""
-    from vrlic.anchors import evaluate_anchors, zoo_anchor
-    from vrlic.datasets import fetch_kodak
+    from vrlic.study.anchors import evaluate_anchors, zoo_anchor
+    from vrlic.data.datasets import fetch_kodak
 
     picks = {"bmshj2018-hyperprior": 1, "mbt2018-mean": 5, "mbt2018": 8}
     for arch, q in picks.items():

@@ -7,8 +7,8 @@ import time
 import pytest
 import yaml
 
-from vrlic.params import load_params
-from vrlic.schema import ARCHITECTURE_NAMES, PostTrainSettings, ParamsError, validate
+from vrlic.pipeline.params import load_params
+from vrlic.pipeline.schema import ARCHITECTURE_NAMES, PostTrainSettings, ParamsError, validate
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,8 @@ def test_mistakes_are_refused_naming_the_key(params, root, what, mutate, needle)
 def test_schema_knows_the_architectures_and_the_posttrain_fields():
     from dataclasses import fields
 
-    from vrlic.architectures import ARCHITECTURES
-    from vrlic.posttrain import PostTrainConfig
+    from vrlic.codec.architectures import ARCHITECTURES
+    from vrlic.training.posttrain import PostTrainConfig
 
     assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
     # crop_candidates is the data section's (one sampler per stage), not a variant's
@@ -80,7 +80,7 @@ def test_dvc_stage_command_stops_fast_on_a_bad_value(root, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "vrlic.notebook", "notebooks/01_base_models.py", "--stage", "base_models"],
+    r = subprocess.run([sys.executable, "-m", "vrlic.pipeline.notebook", "notebooks/01_base_models.py", "--stage", "base_models"],
                        cwd=tmp_path, capture_output=True, text=True, env={"VRLIC_ROOT": str(tmp_path), "PATH": ""})
     assert r.returncode == 2 and "iters" in r.stderr and "many" in r.stderr, r.stderr
     assert time.perf_counter() - t0 < 10  # includes the interpreter start; no kernel is started

@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from vrlic.noise import seed_stats
-from vrlic.posttrain import backward_passes
-from vrlic.solvers import summarize
+from vrlic.study.noise import seed_stats
+from vrlic.training.posttrain import backward_passes
+from vrlic.study.solver_study import summarize
 
 
 def _row(arch, solver, seed, ft, scratch=0.0, overlap=0.9):
@@ -103,7 +103,7 @@ def test_direct_verdict_needs_every_image_of_every_seed():
 
 
 def test_direct_bd_against_the_baseline_curve():
-    from vrlic.solvers import direct_bd
+    from vrlic.study.solver_study import direct_bd
 
     bpp = [0.2, 0.4, 0.8, 1.6]
     base = {"bpp": bpp, "psnr-rgb": [24.0, 26.0, 28.0, 30.0], "ms-ssim-rgb": [0.90, 0.93, 0.95, 0.97]}

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from vrlic.data import CropSampler
-from vrlic.imageio import list_images
-from vrlic.train import TrainConfig, rd_loss, train_single_rate
+from vrlic.data.sampling import CropSampler
+from vrlic.codec.imageio import list_images
+from vrlic.training.train import TrainConfig, rd_loss, train_single_rate
 
 
 def _cfg(**kw):
@@ -75,9 +75,9 @@ def test_sigkill_mid_training_resumes_from_last_checkpoint(embedded, tmp_path):
     script = f"""
 import torch
 torch.set_num_threads(1)
-from vrlic.data import CropSampler
-from vrlic.imageio import list_images
-from vrlic.train import TrainConfig, train_single_rate
+from vrlic.data.sampling import CropSampler
+from vrlic.codec.imageio import list_images
+from vrlic.training.train import TrainConfig, train_single_rate
 s = CropSampler.from_files(list_images({str(embedded)!r}, ["chelsea"]), crop=64, batch_size=2, seed=3)
 train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, iters=100000, batch_size=2, crop=64,
                               ckpt_every=3, seed=3), s, {str(ckpt)!r}, progress=False)
@@ -112,7 +112,7 @@ train_single_rate(TrainConfig("bmshj2018-hyperprior", 8, 8, 0.01, iters=100000, 
 
 
 def test_step_schedule_one_or_several_drops():
-    from vrlic.train import lr_factor
+    from vrlic.training.train import lr_factor
 
     assert [lr_factor(i, 10, 0.7) for i in (0, 6, 7, 9)] == [1.0, 1.0, 0.1, 0.1]
     got = [lr_factor(i, 100, [0.55, 0.8]) for i in (0, 54, 55, 79, 80, 99)]
@@ -122,7 +122,7 @@ def test_step_schedule_one_or_several_drops():
 
 
 def test_validation_curve_summary_flags_a_drift():
-    from vrlic.convergence import last_fraction_improvement, rise_from_best, summary
+    from vrlic.training.convergence import last_fraction_improvement, rise_from_best, summary
 
     plateau = {"iter": [100, 200, 300, 400, 500], "loss": [5.0, 3.0, 2.2, 2.1, 2.0], "bpp": [0.1] * 5, "mse": [0.0] * 5}
     assert rise_from_best(plateau) == (500, 0.0)

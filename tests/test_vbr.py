@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from vrlic.imageio import pad_to_multiple
-from vrlic.interop import from_compressai_vbr, load_into_compressai, to_compressai_vbr
-from vrlic.models import build_model, load_model, model_from_state_dict, save_model
-from vrlic.interop import from_single_rate
-from vrlic.quantization import PAPER_LAMBDAS, default_gains
-from vrlic.vbr import build_vr_model
+from vrlic.codec.imageio import pad_to_multiple
+from vrlic.codec.interop import from_compressai_vbr, load_into_compressai, to_compressai_vbr
+from vrlic.codec.models import build_model, load_model, model_from_state_dict, save_model
+from vrlic.codec.interop import from_single_rate
+from vrlic.codec.quantization import PAPER_LAMBDAS, default_gains
+from vrlic.codec.vbr import build_vr_model
 
 STEPS = [0.05, 0.13, 0.4]  # random weights give small latents: small steps give non-zero symbols
 

@@ -1,4 +1,4 @@
-"""The wavefront context model (vrlic.wavefront) against the position-by-position reference, the
+"""The wavefront context model (vrlic.codec.wavefront) against the position-by-position reference, the
 first wavefront implementation (the bitstream format), and in training mode; the hyper latent's
 table cache and vectorised table builder."""
 import random
@@ -9,10 +9,10 @@ import torch
 from conftest import convolutions_thread_independent
 from compressai.ans import BufferedRansEncoder
 
-from vrlic.interop import load_into_compressai
-from vrlic.quantization import PAPER_LAMBDAS, VariableStepBottleneck, as_gain, round_with_ste
-from vrlic.vbr import build_vr_model
-from vrlic.wavefront import run_causal, schedule, wavefronts
+from vrlic.codec.interop import load_into_compressai
+from vrlic.codec.quantization import PAPER_LAMBDAS, VariableStepBottleneck, as_gain, round_with_ste
+from vrlic.codec.vbr import build_vr_model
+from vrlic.codec.wavefront import run_causal, schedule, wavefronts
 
 
 def _model(offsets=True, seed=0, N=16, M=16, arch="mbt2018", vr_hyper=False, train_gains=False):

@@ -17,20 +17,20 @@ import torch
 
 
 def _load_vr(path: str):
-    from .models import load_model
+    from vrlic.codec.models import load_model
 
     model, meta = load_model(path)
     if meta.get("kind") != "variable-rate":
         raise SystemExit(f"error: {path} is a single-rate model; encode/decode need a variable-rate model "
-                         "(post-trained, or wrapped with vrlic.interop.from_single_rate)")
+                         "(post-trained, or wrapped with vrlic.codec.interop.from_single_rate)")
     return model, meta
 
 
 def cmd_encode(a) -> int:
     import warnings
 
-    from .codec import OutOfRangeWarning, encode, encode_to_bpp
-    from .imageio import load_image
+    from vrlic.codec.bitstream import OutOfRangeWarning, encode, encode_to_bpp
+    from vrlic.codec.imageio import load_image
 
     model, _ = _load_vr(a.model)
     notes: list[str] = []
@@ -53,7 +53,7 @@ def cmd_encode(a) -> int:
             print(f"warning: {w.message} (--strict refuses)", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    from .atomic import atomic_path
+    from vrlic.infra.atomic import atomic_path
 
     with atomic_path(a.output) as tmp:
         tmp.write_bytes(data)
@@ -62,7 +62,7 @@ def cmd_encode(a) -> int:
 
 
 def _find_model(fp16: bytes, search: Sequence[Path]):
-    from .models import load_model
+    from vrlic.codec.models import load_model
 
     for folder in search:
         for path in sorted(folder.rglob("*.pth.tar")) if folder.is_dir() else []:
@@ -76,9 +76,9 @@ def _find_model(fp16: bytes, search: Sequence[Path]):
 
 
 def cmd_decode(a) -> int:
-    from .codec import CodecError, decode, read_header
-    from .imageio import save_image
-    from .paths import project_root
+    from vrlic.codec.bitstream import CodecError, decode, read_header
+    from vrlic.codec.imageio import save_image
+    from vrlic.infra.paths import project_root
 
     data = Path(a.file).read_bytes()
     try:
@@ -104,10 +104,10 @@ def cmd_decode(a) -> int:
 def cmd_eval(a) -> int:
     import math
 
-    from .atomic import write_json
-    from .imageio import list_images
-    from .evaluate import measure_rd_curve, measure_rd_point, results_json
-    from .models import load_model
+    from vrlic.infra.atomic import write_json
+    from vrlic.codec.imageio import list_images
+    from vrlic.measure.evaluate import measure_rd_curve, measure_rd_point, results_json
+    from vrlic.codec.models import load_model
 
     model, meta = load_model(a.model)
     files = list_images(a.images)
@@ -129,10 +129,10 @@ def cmd_eval(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from .interop import to_compressai_vbr
+    from vrlic.codec.interop import to_compressai_vbr
 
     model, _ = _load_vr(a.model)
-    from .atomic import torch_save
+    from vrlic.infra.atomic import torch_save
 
     torch_save(to_compressai_vbr(model), a.compressai)
     print(f"{a.compressai}: state dict for CompressAI's VBR class (load with from_state_dict)")
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     x = sub.add_parser("export", help="write a state dict CompressAI's VBR classes load")
     x.add_argument("model"), x.add_argument("--compressai", required=True)
     x.set_defaults(func=cmd_export)
-    from .own_model import add_posttrain_parser
+    from vrlic.study.own_model import add_posttrain_parser
 
     add_posttrain_parser(sub)
     a = ap.parse_args(argv)

@@ -1,0 +1,1 @@
+"""Images: the embedded photographs, training-crop samplers, Kodak / DIV2K downloads, the zoo."""

@@ -1,0 +1,1 @@
+"""Plumbing every layer may use: atomic files, project paths, code provenance, workers, devices."""

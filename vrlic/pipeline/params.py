@@ -1,0 +1,91 @@
+"""Reading params.yaml: each stage's defaults, deep-merged with the active profile's overrides.
+
+The switch is the top-level ``profile`` key (``mini`` by default; ``smoke`` for tests; ``paper``
+for the GPU run). It is read from params.yaml only, so that DVC, which tracks that file, always
+knows which profile produced an output (an environment override would be invisible to it).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from vrlic.infra.paths import project_root
+
+PROFILES = ("mini", "mini3", "smoke", "paper")
+STAGES = ("base_models", "posttrain", "offsets", "hyperlatent", "figures")
+
+
+def load_params(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Load params.yaml (default: the project's)."""
+    path = Path(path) if path is not None else project_root() / "params.yaml"
+    with open(path) as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping at top level")
+    return params
+
+
+def active_profile(params: Mapping[str, Any]) -> str:
+    """The profile in force: params.yaml's ``profile``.
+
+    ``$VRLIC_PROFILE`` is refused rather than obeyed: DVC does not see the environment, so it would
+    record one profile's parameters next to another profile's outputs.
+    """
+    env = os.environ.get("VRLIC_PROFILE")
+    profile = params.get("profile", "mini")
+    if env and env != profile:
+        raise ValueError(f"VRLIC_PROFILE={env} conflicts with params.yaml's profile {profile!r}; DVC cannot see "
+                         f"environment variables: run `dvc exp run -S profile={env}` or edit params.yaml instead")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return profile
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``base`` with ``override`` applied: nested mappings merge, everything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for k, v in (override or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def stage_params(stage: str, params: Mapping[str, Any] | None = None, profile: str | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters of ``stage`` under ``profile`` (default: the active one).
+
+    Returns the stage's defaults merged with the profile's overrides (and then ``overrides``),
+    plus ``profile``, the profile's ``architectures`` and ``lambdas``, its ``data`` section (with
+    ``dir`` = ``paths.data``) and ``paths``.
+    """
+    params = load_params() if params is None else params
+    profile = profile or active_profile(params)
+    if stage not in params:
+        raise KeyError(f"params.yaml has no section {stage!r} (sections: {', '.join(params)})")
+    profiles = params.get("profiles", {})
+    if profile not in profiles:
+        raise KeyError(f"params.yaml has no profile {profile!r} under `profiles` (has: {', '.join(profiles)})")
+    prof = profiles[profile]
+    out: dict[str, Any] = {"profile": profile, "architectures": list(prof["architectures"]),
+                           "lambdas": list(prof["lambdas"]), "paths": dict(params["paths"])}
+    out["data"] = {**deep_merge(params["data"], prof.get("data")), "dir": params["paths"]["data"]}
+    out.update(deep_merge(params[stage], prof.get(stage)))
+    return deep_merge(out, overrides)
+
+
+def notebook_params(stage: str, root: str | os.PathLike | None = None, profile: str | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """What a stage notebook starts from: (output root, the stage's parameters).
+
+    Parameters come from the project's params.yaml; outputs go under ``root`` (default: the
+    project root), so a test can send a whole run to a temporary folder.
+    """
+    project = project_root()
+    out_root = Path(root) if root else project
+    return out_root, stage_params(stage, load_params(project / "params.yaml"), profile, overrides)
