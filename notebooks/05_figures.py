@@ -16,7 +16,8 @@
 # 5. the step ↔ bpp curve, the learned offset surface δ(σ_q, Δ) and the hyper latent's share of
 #    the bits;
 # 6. crops decoded by the anchor and by the final model at the same bit rate;
-# 7. DVC's own files: `metrics.json` (headline BD-rates) and `plots/rd.csv`.
+# 7. DVC's own files: `metrics.json` (headline BD-rates) and `plots/rd.csv`; and `docs/results.md`,
+#    the discussion's numbers, generated.
 #
 # **Reading a BD-rate.** In %, negative = fewer bits than the reference for the same quality.
 # "pchip" is the paper's number (mean curves over the validation images); "per image" is the same
@@ -51,6 +52,7 @@ from vrlic.data.datasets import resolve_split
 from vrlic.infra.device import pick_device
 from vrlic.study.variants import variant_file
 from vrlic.pipeline.params import notebook_params
+from vrlic.pipeline.stages import stage_code_version
 
 pd.set_option("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 200)
 ROOT, P = notebook_params("figures", root, profile, overrides)
@@ -301,7 +303,7 @@ if examples:
     display(Image(filename=str(figures.visual_figure(examples, figs / "visual.png"))))
 
 # %% [markdown]
-# ## 7 · DVC's files, and the headline numbers
+# ## 7 · DVC's files, the results document and the headline numbers
 #
 # `metrics.json`: for every architecture and variant the mean-curve BD-rate (pchip) against each
 # reference and metric, the final model's dense sweep against both, each modification's own
@@ -312,9 +314,11 @@ if examples:
 # %%
 m = dvcfiles.metrics(table, contrasts, dense_bd, mono, z_low)
 dvcfiles.write_metrics(m, out["metrics"])
-# the README opens with these numbers: written here, never pasted by hand
-if summary.update_readme(ROOT / "README.md", summary.readme_block(table, profile, "results/figures/figures/bd_rates.png")):
-    print("README.md: results section rewritten")
+# the results document: every number in it printed from these tables, never typed by hand
+doc = summary.results_document(R, table, contrasts, dense_rows, profile, stage_code_version("figures"), final_label)
+doc_file = paths.get("results_doc", "docs/results.md")
+summary.write_results_document(ROOT / doc_file, doc)
+print(f"{doc_file}: written ({len(doc.splitlines())} lines)")
 for arch in architectures:
     ps = table[(table.arch == arch) & (table.metric == "PSNR")]
     fin = ps[ps.variant == final_label].set_index("reference")

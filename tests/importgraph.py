@@ -7,9 +7,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "vrlic"
 
 # Layer ranks: a module may import from a lower rank, or from its own subpackage; peers of one rank
-# (training / measure / pipeline; study / draw) stay independent.
-RANKS = {"infra": 0, "codec": 1, "data": 2, "training": 3, "measure": 3, "pipeline": 3, "study": 4, "draw": 4,
-         "report": 5, "cli": 6, "testing": 6, "__init__": 0}
+# (training / measure; study / draw) stay independent. pipeline reads training's defaults.
+RANKS = {"infra": 0, "codec": 1, "data": 2, "training": 3, "measure": 3, "pipeline": 4, "study": 5, "draw": 5,
+         "report": 6, "cli": 7, "testing": 7, "__init__": 0}
 
 
 def module_name(path: Path) -> str:

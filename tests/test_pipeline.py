@@ -109,6 +109,23 @@ def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
     assert (proj / "results/ablation.csv").exists()
     st = subprocess.run(["dvc", "status", "-q"], cwd=proj, env=env)
     assert st.returncode == 0, "pipeline is stale right after dvc repro"
+
+    # Provenance scoped to what can change a number: an edit to a drawing function re-runs stage 05
+    # alone; an edit to the training loop re-runs all five stages.
+    def stale() -> set[str]:
+        r = subprocess.run(["dvc", "status", "--json"], cwd=proj, env=env, capture_output=True, text=True, check=True)
+        return set(json.loads(r.stdout or "{}"))
+
+    for edited, expected in (("vrlic/report/figures.py", {"figures"}),
+                             ("vrlic/training/train.py", {"base_models", "posttrain", "offsets", "hyperlatent", "figures"})):
+        f = proj / edited
+        before = f.read_text()
+        f.write_text(before + "\n# an edit\n")
+        try:
+            assert stale() == expected, edited
+        finally:
+            f.write_text(before)
+    assert stale() == set()
     # Bit-identical reruns: the papermill run of the fixture and this `dvc repro` are two
     # independent runs of the same code and parameters; every results file must match byte for byte
     # (timings live in results/timings/, which is not compared).

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vrlic.training.defaults import MOO_CHOICES, NORMALIZATIONS, OPTIMIZERS, POSTTRAIN as D, TRAIN_CHOICES, WARMUPS
+
 ARCHITECTURE_NAMES = ("bmshj2018-hyperprior", "mbt2018-mean", "mbt2018")  # = vrlic.codec.architectures (tested)
 Arch = Literal["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -56,6 +58,7 @@ class Paths(Strict):
     bd_contrasts: Optional[str] = None
     metrics: Optional[str] = None
     plots: Optional[str] = None
+    results_doc: Optional[str] = None
     solvers: Optional[str] = None
     solvers_csv: Optional[str] = None
 
@@ -125,7 +128,8 @@ def _check_variants(variants: Mapping[str, Mapping[str, Any]], common: Mapping[s
 
 class PostTrainSettings(Strict):
     """The keys of a post-training variant (``common`` merged with the variant's own): the fields of
-    ``vrlic.training.posttrain.PostTrainConfig`` that params.yaml may set."""
+    ``vrlic.training.posttrain.PostTrainConfig`` that params.yaml may set; defaults from
+    ``vrlic.training.defaults.POSTTRAIN``."""
 
     iters: int = Field(gt=0)
     batch_size: int = Field(gt=0)
@@ -134,28 +138,28 @@ class PostTrainSettings(Strict):
     lr_decay_at: DecayAt
     seed: int = Field(ge=0)
     ckpt_every: int = Field(gt=0)
-    moo: Literal["mgda", "weighted_sum", "random", "cagrad", "loss_balanced"] = "mgda"
-    normalization: Literal["none", "l2", "loss", "loss+", "excess"] = "loss+"
-    mgda_grads: Literal["params", "representation"] = "params"
-    weights: Optional[list[float]] = None
-    train: Literal["all", "offsets", "decoder", "offsets+decoder", "vr"] = "all"
-    train_gains: bool = False
-    offsets: bool = False
-    vr_hyper: bool = False
-    lr_gain: float = Field(default=1e-3, gt=0)
-    aux_lr: float = Field(default=1e-3, gt=0)
-    clip_max_norm: float = Field(default=1.0, ge=0)
-    cagrad_c: float = Field(default=0.5, ge=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    nesterov: bool = False
-    warmup: Literal["weighted_sum", "random"] = "weighted_sum"
-    warmup_frac: float = Field(default=0.0, ge=0, lt=1)
-    alpha_ema: float = Field(default=0.0, ge=0, lt=1)
-    alpha_every: int = Field(default=1, gt=0)
-    diagnostics: bool = False
-    excess_eps: float = Field(default=0.05, gt=0)
-    ref_losses: Optional[list[float]] = None  # excess normalisation: L*_k (default: the fine-tuned anchors)
+    moo: Literal[MOO_CHOICES] = D["moo"]
+    normalization: Literal[NORMALIZATIONS] = D["normalization"]
+    mgda_grads: Literal["params", "representation"] = D["mgda_grads"]
+    weights: Optional[list[float]] = D["weights"]
+    train: Literal[TRAIN_CHOICES] = D["train"]
+    train_gains: bool = D["train_gains"]
+    offsets: bool = D["offsets"]
+    vr_hyper: bool = D["vr_hyper"]
+    lr_gain: float = Field(default=D["lr_gain"], gt=0)
+    aux_lr: float = Field(default=D["aux_lr"], gt=0)
+    clip_max_norm: float = Field(default=D["clip_max_norm"], ge=0)
+    cagrad_c: float = Field(default=D["cagrad_c"], ge=0)
+    optimizer: Literal[OPTIMIZERS] = D["optimizer"]
+    momentum: float = Field(default=D["momentum"], ge=0, lt=1)
+    nesterov: bool = D["nesterov"]
+    warmup: Literal[WARMUPS] = D["warmup"]
+    warmup_frac: float = Field(default=D["warmup_frac"], ge=0, lt=1)
+    alpha_ema: float = Field(default=D["alpha_ema"], ge=0, lt=1)
+    alpha_every: int = Field(default=D["alpha_every"], gt=0)
+    diagnostics: bool = D["diagnostics"]
+    excess_eps: float = Field(default=D["excess_eps"], gt=0)
+    ref_losses: Optional[list[float]] = D["ref_losses"]  # excess normalisation: L*_k (default: the fine-tuned anchors)
 
 
 class VariantStage(Strict):

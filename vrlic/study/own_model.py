@@ -25,9 +25,24 @@ import torch
 
 from vrlic.codec.quantization import PAPER_LAMBDAS
 
-# The paper profile's stage-02 settings (params.yaml: posttrain.common + profiles.paper.posttrain).
-DEFAULTS = dict(iters=100_000, batch_size=8, crop=256, lr=1e-4, lr_decay_at=0.8, seed=0, ckpt_every=1000,
-                normalization="loss+", mgda_grads="params", train_gains=False)
+# The settings a user may override; their defaults are the paper profile's stage 02 in params.yaml
+# (posttrain.common merged with profiles.paper.posttrain), read by ``paper_defaults``.
+SETTINGS = ("iters", "batch_size", "crop", "lr", "lr_decay_at", "seed", "ckpt_every", "normalization", "mgda_grads",
+            "train_gains")
+
+
+def paper_defaults(params_file: str | os.PathLike | None = None) -> dict:
+    """The paper profile's stage-02 values of ``SETTINGS``, from the project's params.yaml."""
+    from vrlic.infra.paths import project_root
+    from vrlic.pipeline.params import load_params, stage_params
+
+    try:
+        path = Path(params_file) if params_file else project_root() / "params.yaml"
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}: `vrlic posttrain` takes its defaults from the project's params.yaml "
+                                "(the paper profile)") from None
+    common = stage_params("posttrain", load_params(path), "paper")["common"]
+    return {k: common[k] for k in SETTINGS if k in common}
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
@@ -68,7 +83,7 @@ def posttrain_checkpoint(base: str | os.PathLike, out: str | os.PathLike, train_
                          device: str = "auto", offsets: bool = False, vr_hyper: bool = False,
                          log_dir: str | os.PathLike | None = None, progress: bool = True,
                          stop_after: int | None = None, **settings) -> Path | None:
-    """Post-train BASE into OUT (see the module docstring); ``settings`` override ``DEFAULTS``.
+    """Post-train BASE into OUT (see the module docstring); ``settings`` override ``paper_defaults()``.
 
     Returns OUT, or None when ``stop_after`` ended the run early (the checkpoint holds it).
     """
@@ -78,10 +93,10 @@ def posttrain_checkpoint(base: str | os.PathLike, out: str | os.PathLike, train_
     from vrlic.codec.models import save_model, weights_fingerprint
     from vrlic.training.posttrain import MOO_CHOICES, PostTrainConfig, posttrain, unfreeze
 
-    unknown = set(settings) - set(DEFAULTS)
+    unknown = set(settings) - set(SETTINGS)
     if unknown:
         raise TypeError(f"unknown post-training settings {sorted(unknown)}")
-    opts = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+    opts = {**paper_defaults(), **{k: v for k, v in settings.items() if v is not None}}
     if solver not in MOO_CHOICES:
         raise ValueError(f"solver must be one of {', '.join(MOO_CHOICES)}, got {solver!r}")
     lambdas = [float(l) for l in lambdas]
@@ -149,13 +164,13 @@ def add_posttrain_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--train-dir", required=True, help="folder of training images (searched recursively)")
     p.add_argument("--arch", choices=list(architectures.ARCHITECTURES), help="default: detected from the checkpoint")
     p.add_argument("--lambdas", type=float, nargs="+", help=f"increasing λ list (default: the paper's {PAPER_LAMBDAS})")
-    p.add_argument("--iters", type=int, help=f"post-training iterations (default {DEFAULTS['iters']})")
+    p.add_argument("--iters", type=int, help="post-training iterations (default: params.yaml's paper profile)")
     p.add_argument("--solver", choices=MOO_CHOICES, default="mgda", help="how the per-λ losses are combined (default mgda)")
-    p.add_argument("--batch-size", type=int, help=f"default {DEFAULTS['batch_size']}")
-    p.add_argument("--crop", type=int, help=f"random crop size in pixels (default {DEFAULTS['crop']})")
-    p.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS['lr']})")
-    p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--ckpt-every", type=int, help=f"checkpoint interval in iterations (default {DEFAULTS['ckpt_every']})")
+    p.add_argument("--batch-size", type=int, help="default: the paper profile's")
+    p.add_argument("--crop", type=int, help="random crop size in pixels (default: the paper profile's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the paper profile's)")
+    p.add_argument("--seed", type=int, help="default: the paper profile's")
+    p.add_argument("--ckpt-every", type=int, help="checkpoint interval in iterations (default: the paper profile's)")
     p.add_argument("--offsets", action="store_true", help="also train quantization-reconstruction offsets")
     p.add_argument("--vr-hyper", action="store_true", help="variable-rate hyper latent")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")

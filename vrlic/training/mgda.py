@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-NORMALIZATIONS = ("none", "l2", "loss", "loss+", "excess")
-EXCESS_EPS = 0.01  # default floor of the excess normalisation, relative to the reference loss
+from vrlic.training.defaults import NORMALIZATIONS, POSTTRAIN
+
+EXCESS_EPS = POSTTRAIN["excess_eps"]  # default floor of the excess normalisation, relative to the reference loss
 
 
 class FrankWolfeResult(NamedTuple):

@@ -52,54 +52,52 @@ from vrlic.codec.interop import from_single_rate
 from vrlic.codec.models import load_model
 from vrlic.data.sampling import CropSampler
 from vrlic.training import diagnostics, mgda
+from vrlic.training.defaults import MOO_CHOICES, OPTIMIZERS, POSTTRAIN as D, WARMUPS
 from vrlic.training.objectives import flat_grads, objectives, trained_parameters
 from vrlic.training.train import (TrainingState, adam, check_finite, check_sampler, lr_factor, optimizer_step, psnr_from_mse, run_training, split_parameters)
 
-MOO_CHOICES = ("mgda", "weighted_sum", "random", "cagrad", "loss_balanced")
 MULTI_GRADIENT = ("mgda", "cagrad")  # the solvers that need the per-objective gradients
-OPTIMIZERS = ("adam", "sgd")
-WARMUPS = ("weighted_sum", "random")
 
 
 @dataclass
 class PostTrainConfig:
-    """Everything that determines a post-training run."""
+    """Everything that determines a post-training run (defaults: ``vrlic.training.defaults.POSTTRAIN``)."""
 
     arch: str
     lambdas: list[float]
     iters: int
-    moo: str = "mgda"
-    normalization: str = "loss+"
-    mgda_grads: str = "params"  # params | representation (MGDA-UB)
-    weights: list[float] | None = None
-    train: str = "all"  # all | offsets | decoder (g_s) | offsets+decoder | vr (the variable-rate modules)
-    train_gains: bool = False
-    offsets: bool = False
-    vr_hyper: bool = False
-    batch_size: int = 8
-    crop: int = 64
-    crop_candidates: int = 1  # the sampler's texture selection (``CropSampler.candidates``)
-    lr: float = 1e-4
-    lr_gain: float = 1e-3
-    lr_decay_at: float | list[float] = 0.8
-    aux_lr: float = 1e-3
-    clip_max_norm: float = 1.0
-    seed: int = 0
-    ckpt_every: int = 50
+    moo: str = D["moo"]
+    normalization: str = D["normalization"]
+    mgda_grads: str = D["mgda_grads"]
+    weights: list[float] | None = D["weights"]
+    train: str = D["train"]
+    train_gains: bool = D["train_gains"]
+    offsets: bool = D["offsets"]
+    vr_hyper: bool = D["vr_hyper"]
+    batch_size: int = D["batch_size"]
+    crop: int = D["crop"]
+    crop_candidates: int = D["crop_candidates"]
+    lr: float = D["lr"]
+    lr_gain: float = D["lr_gain"]
+    lr_decay_at: float | list[float] = D["lr_decay_at"]
+    aux_lr: float = D["aux_lr"]
+    clip_max_norm: float = D["clip_max_norm"]
+    seed: int = D["seed"]
+    ckpt_every: int = D["ckpt_every"]
     init: str = ""  # fingerprint of the starting model (so a changed start does not resume)
     extra: dict[str, Any] = field(default_factory=dict)
     # --- solver options (their defaults reproduce the runs made before they existed) ---
-    ref_losses: list[float] | None = None  # L*_k per λ for normalization: excess
-    excess_eps: float = mgda.EXCESS_EPS  # excess floor: max(L − L*, excess_eps·L*)
-    cagrad_c: float = 0.5  # CAGrad's c (radius of the ball around g0, in units of ‖g0‖)
-    optimizer: str = "adam"  # adam | sgd
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    warmup: str = "weighted_sum"  # weighted_sum | random: the solver of the first warmup_frac of iters
-    warmup_frac: float = 0.0
-    alpha_ema: float = 0.0  # EMA factor of the mgda/cagrad loss weights over solves (0: off)
-    alpha_every: int = 1  # solve for the weights every k-th iteration, reuse them in between
-    diagnostics: bool = False  # log the full gradient geometry (does not change the result)
+    ref_losses: list[float] | None = D["ref_losses"]
+    excess_eps: float = D["excess_eps"]
+    cagrad_c: float = D["cagrad_c"]
+    optimizer: str = D["optimizer"]
+    momentum: float = D["momentum"]
+    nesterov: bool = D["nesterov"]
+    warmup: str = D["warmup"]
+    warmup_frac: float = D["warmup_frac"]
+    alpha_ema: float = D["alpha_ema"]
+    alpha_every: int = D["alpha_every"]
+    diagnostics: bool = D["diagnostics"]
 
     def __post_init__(self) -> None:
         if self.moo not in MOO_CHOICES:
