@@ -189,7 +189,7 @@ display(Image(filename=str(figures.contrast_figure(contrasts, figs / "bd_contras
 
 # %%
 if R["solvers"]:
-    solver_summary = R["solvers"]["solver_summary"]
+    solver_summary = R["solvers"]["summary"]
     st = pd.DataFrame([{"arch": e["arch"], "solver": e["solver"], "reference": e["reference"],
                         "median": e["median"], "seed spread": e["seed_spread"], "overlap %": 100 * e["overlap"],
                         "Δ vs weighted sum (median)": e["paired_median"],
