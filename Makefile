@@ -14,7 +14,7 @@ export OMP_DYNAMIC := FALSE
 export MKL_CBWR := AUTO,STRICT
 export MPLBACKEND := Agg
 
-.PHONY: repro test noise solvers lab data venv clean-venv
+.PHONY: repro test verify noise solvers lab data venv clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ repro: data
 
 test: data
 	python -m pytest -q
+
+# After `make repro`: every regenerated number against the committed one, BD-rates against their
+# committed seed spread. Exit 0: identical; 1: reproduced within the seed noise; 2: not reproduced.
+verify: venv
+	python -m vrlic.verify
 
 # The seed spread of every BD-rate: stages 02–04 again with 2 more seeds (after `make repro`),
 # side by side with one thread each; then stage 05 is redrawn with it.

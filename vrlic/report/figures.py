@@ -436,8 +436,3 @@ def solvers_figure(summary: Sequence[Mapping[str, Any]], path: str | os.PathLike
     fig.legend(handles, [f"median: {v}" for v in colors], loc="lower center", ncol=4, frameon=False, fontsize=8)
     fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
     return _save(fig, path)
-
-
-README_START, README_END = "<!-- results:start (written by stage 05) -->", "<!-- results:end -->"
-
-
