@@ -42,11 +42,11 @@ def base_model_file(out_dir: str | os.PathLike, arch: str, lambdas: Sequence[flo
 
 
 def train_config(p: dict[str, Any], arch: str, lmbda: float) -> TrainConfig:
-    return TrainConfig(
-        arch=arch, N=p["N"], M=p["M"], lmbda=lmbda, iters=p["iters"], batch_size=p["batch_size"],
-        crop=p["crop"], crop_candidates=p.get("data", {}).get("crop_candidates", 1), lr=p["lr"], lr_decay_at=p.get("lr_decay_at", 0.8), aux_lr=p.get("aux_lr", 1e-3),
-        clip_max_norm=p.get("clip_max_norm", 1.0), seed=p.get("seed", 0), ckpt_every=p.get("ckpt_every", 100),
-    )
+    """The single-rate run of stage 01's parameters ``p`` (what they leave out: TrainConfig's defaults)."""
+    given = {k: p[k] for k in ("batch_size", "crop", "lr", "lr_decay_at", "aux_lr", "clip_max_norm", "seed", "ckpt_every")
+             if k in p}
+    return TrainConfig(arch=arch, N=p["N"], M=p["M"], lmbda=lmbda, iters=p["iters"],
+                       crop_candidates=p.get("data", {}).get("crop_candidates", 1), **given)
 
 
 def train_anchor(p: dict[str, Any], arch: str, lmbda: float, sampler: CropSampler, out_dir: Path,

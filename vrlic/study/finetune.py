@@ -25,13 +25,15 @@ def finetune_file(out_dir: str | os.PathLike, arch: str, lmbda: float) -> Path:
     return Path(out_dir) / arch / f"finetuned-{lambda_tag(lmbda)}.pth.tar"
 
 
+# the post-training settings a fine-tuned anchor shares with the variants it is the reference of
+SCHEDULE = ("iters", "batch_size", "crop", "lr", "lr_decay_at", "aux_lr", "clip_max_norm", "seed", "ckpt_every")
+
+
 def finetune_config(base, arch: str, lmbda: float, common: dict[str, Any], crop_candidates: int = 1) -> TrainConfig:
     """The post-training schedule (iterations, batches, lr and its decay), as a single-rate run."""
-    return TrainConfig(arch=arch, N=int(base.N), M=int(base.M), lmbda=lmbda, iters=common["iters"],
-                       batch_size=common["batch_size"], crop=common["crop"], crop_candidates=crop_candidates, lr=common["lr"],
-                       lr_decay_at=common.get("lr_decay_at", 0.8), aux_lr=common.get("aux_lr", 1e-3),
-                       clip_max_norm=common.get("clip_max_norm", 1.0), seed=common["seed"],
-                       ckpt_every=common.get("ckpt_every", 50), extra={"init": weights_fingerprint(base)})
+    given = {k: common[k] for k in SCHEDULE if k in common}  # the rest: TrainConfig's defaults
+    return TrainConfig(arch=arch, N=int(base.N), M=int(base.M), lmbda=lmbda, crop_candidates=crop_candidates,
+                       extra={"init": weights_fingerprint(base)}, **given)
 
 
 def finetune_anchor(base_file: str | os.PathLike, arch: str, lmbda: float, common: dict[str, Any],

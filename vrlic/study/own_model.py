@@ -41,8 +41,10 @@ def paper_defaults(params_file: str | os.PathLike | None = None) -> dict:
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{e}: `vrlic posttrain` takes its defaults from the project's params.yaml "
                                 "(the paper profile)") from None
+    from vrlic.training.defaults import POSTTRAIN
+
     common = stage_params("posttrain", load_params(path), "paper")["common"]
-    return {k: common[k] for k in SETTINGS if k in common}
+    return {k: common.get(k, POSTTRAIN.get(k)) for k in SETTINGS if k in common or k in POSTTRAIN}
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:

@@ -18,6 +18,7 @@ from vrlic.infra.atomic import write_json
 from vrlic.data.sampling import CropSampler, sampler_from_spec, sampler_spec
 from vrlic.measure.evaluate import measure_rd_curve, results_json
 from vrlic.codec.models import load_model, save_model, weights_fingerprint
+from vrlic.training.defaults import POSTTRAIN
 from vrlic.training.posttrain import PostTrainConfig, starting_model, backward_passes, posttrain, unfreeze
 from vrlic.infra.provenance import model_code_version
 from vrlic.measure.bdrate import bd_rate, bd_summaries
@@ -67,8 +68,7 @@ def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str
     unknown = set(opts) - _CONFIG_KEYS
     if unknown:
         raise ValueError(f"unknown post-training settings for variant {name!r}: {sorted(unknown)}")
-    model = starting_model(init, arch, opts["lambdas"], opts.get("offsets", False), opts.get("vr_hyper", False),
-                           opts.get("train_gains", False))
+    model = starting_model(init, arch, opts["lambdas"], *(opts.get(k, POSTTRAIN[k]) for k in ("offsets", "vr_hyper", "train_gains")))
     cfg = PostTrainConfig(arch=arch, init=weights_fingerprint(model), **{**opts, "crop_candidates": sampler.candidates})
     final = variant_file(out_dir, arch, name)
     for path in (final, *(variant_file(d, arch, name) for d in reuse_from)):

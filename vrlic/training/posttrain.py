@@ -265,13 +265,13 @@ def backward_passes(settings: dict[str, Any], k: int) -> float:
     """Backward passes per iteration, averaged over the run: the solver's compute, independent of the
     machine (a weighted sum or one random rate costs 1; MGDA and CAGrad on all parameters K, or
     K + (k − 1) … every ``alpha_every`` iterations; diagnostics are not counted)."""
-    moo = settings.get("moo", "mgda")
+    moo = settings.get("moo", D["moo"])
     if moo not in ("mgda", "cagrad"):
         return 1.0
-    solve = float(k) if settings.get("mgda_grads", "params") == "params" else 1.0 + 0.25 * k  # latent y: short passes
-    every = int(settings.get("alpha_every", 1))
+    solve = float(k) if settings.get("mgda_grads", D["mgda_grads"]) == "params" else 1.0 + 0.25 * k  # latent y: short passes
+    every = int(settings.get("alpha_every", D["alpha_every"]))
     multi = (solve + (every - 1)) / every
-    w = float(settings.get("warmup_frac", 0.0))
+    w = float(settings.get("warmup_frac", D["warmup_frac"]))
     return w * 1.0 + (1 - w) * multi
 
 
