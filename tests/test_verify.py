@@ -52,3 +52,10 @@ def test_not_reproduced(repo, change):
     _write(repo, pchip=10.0, verdict="worse")  # the committed file now holds the change; the tree the original
     code, lines = verify(repo)
     assert code == 2 and lines[-2] == "verdict: not reproduced", lines
+
+
+def test_a_changed_parameters_record_is_listed_not_judged(repo):
+    (repo / "results/anchors.json").write_text(json.dumps({"code_version": "abc", "params": {"lr": 0.1},
+                                                           "models": {"a": {"loss": 1.5, "name": "x"}}}))
+    code, lines = verify(repo)
+    assert code == 0 and any("parameters record differs" in line for line in lines), lines

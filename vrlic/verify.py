@@ -7,7 +7,8 @@ default ``HEAD``), number by number, and prints per file how many numbers are id
 differ and by how much. Every BD-rate of ``bd_rates.csv`` and ``bd_contrasts.csv`` is set against
 the committed seed spread of its row. It ends with one verdict, also the exit code:
 
-* 0 ``identical``: every number (and every figure's bytes) as committed, stamps aside;
+* 0 ``identical``: every number (and every figure's bytes) as committed, stamps aside (a changed
+  record of the parameters is listed, and judged by the numbers alone);
 * 1 ``reproduced within the seed noise``: every BD-rate moved less than its committed seed spread
   and no verdict of the two tables flipped;
 * 2 ``not reproduced``: the list of what moved beyond its spread, or flipped, or has no spread to
@@ -47,11 +48,14 @@ class FileReport:
     max_abs: float = 0.0
     max_rel: float = 0.0
     other: list[str] = field(default_factory=list)  # non-numeric differences, missing keys
+    params: list[str] = field(default_factory=list)  # differences in the recorded parameters (reported, not judged)
 
     def line(self) -> str:
-        if not self.differ and not self.other:
+        if not self.differ and not self.other and not self.params:
             return f"{self.path}: {self.identical} numbers identical"
         extra = f"; {len(self.other)} other differences (e.g. {self.other[0]})" if self.other else ""
+        if self.params:
+            extra += f"; the parameters record differs in {len(self.params)} places (e.g. {self.params[0]})"
         return (f"{self.path}: {self.identical} identical, {self.differ} differ (largest by {self.max_abs:.4g}; "
                 f"relative, over numbers ≥ {REL_FLOOR:g}: {self.max_rel:.2%}){extra}")
 
@@ -85,13 +89,16 @@ def compare_values(path: str, new: dict[str, Any], old: dict[str, Any]) -> FileR
     """Leaf-by-leaf comparison of two flattened files."""
     rep = FileReport(path)
     for key in sorted(set(new) | set(old)):
+        # the recorded parameters say how a number was made, not what it is: a change there is
+        # reported, and judged only through the numbers it changed
+        sink = rep.params if key.startswith("/params/") else rep.other
         if key not in new or key not in old:
-            rep.other.append(f"{key} {'added' if key in new else 'removed'}")
+            sink.append(f"{key} {'added' if key in new else 'removed'}")
             continue
         a, b = _number(new[key]), _number(old[key])
         if a is None or b is None:
             if new[key] != old[key]:
-                rep.other.append(f"{key}: {old[key]!r} → {new[key]!r}")
+                sink.append(f"{key}: {old[key]!r} → {new[key]!r}")
             continue
         if a == b or (math.isnan(a) and math.isnan(b)):
             rep.identical += 1
