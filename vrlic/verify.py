@@ -37,7 +37,7 @@ STAMP_KEYS = frozenset({"code_version", "environment", "stage"})
 BD_TABLES = {"bd_rates.csv": ("arch", "variant", "reference", "metric"),
              "bd_contrasts.csv": ("arch", "contrast", "metric")}
 REL_FLOOR = 1e-3
-VERDICTS = {0: "identical", 1: "reproduced within the seed noise", 2: "not reproduced"}
+OUTCOMES = {0: "identical", 1: "reproduced within the seed noise", 2: "not reproduced"}
 
 
 @dataclass
@@ -119,10 +119,10 @@ def _flatten(path: Path, text: str) -> dict[str, Any]:
     return {f"[{i}]/{k}": v for i, r in enumerate(rows) for k, v in r.items()}
 
 
-def committed(root: Path, rev: str, rel: str) -> str | None:
-    """The text of ``rel`` at ``rev``; None if it is not there."""
+def committed(root: Path, rev: str, rel: str) -> bytes | None:
+    """The bytes of ``rel`` at ``rev``; None if it is not there."""
     r = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=root, capture_output=True)
-    return r.stdout.decode() if r.returncode == 0 else None
+    return r.stdout if r.returncode == 0 else None
 
 
 def bd_judgement(name: str, new_text: str, old_text: str) -> list[str]:
@@ -160,14 +160,14 @@ def verify(root: Path, rev: str = "HEAD", results: str = "results") -> tuple[int
     for rel in sorted(tracked):
         p = root / rel
         if p.suffix == ".png":
-            old = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=root, capture_output=True).stdout
-            same = p.exists() and p.read_bytes() == old
+            same = p.exists() and p.read_bytes() == committed(root, rev, rel)
             figures_same += same
             figures_differ += not same
             continue
         if p.suffix not in (".json", ".csv"):
             continue
-        old_text = committed(root, rev, rel)
+        old = committed(root, rev, rel)
+        old_text = old.decode() if old is not None else None
         if old_text is None or not p.exists():
             lines.append(f"{rel}: {'not committed at ' + rev if old_text is None else 'missing here'}")
             exact = False
@@ -181,7 +181,7 @@ def verify(root: Path, rev: str = "HEAD", results: str = "results") -> tuple[int
     lines.append(f"figures: {figures_same} identical, {figures_differ} differ (PNG bytes)")
     exact &= figures_differ == 0
     code = 0 if exact else (1 if not problems else 2)
-    lines.append(f"verdict: {VERDICTS[code]}")
+    lines.append(f"verdict: {OUTCOMES[code]}")
     lines += [f"  {p}" for p in problems]
     return code, lines
 
