@@ -14,7 +14,7 @@ export OMP_DYNAMIC := FALSE
 export MKL_CBWR := AUTO,STRICT
 export MPLBACKEND := Agg
 
-.PHONY: repro test verify noise solvers lab data venv clean-venv
+.PHONY: repro test verify noise solvers lab step data venv clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -53,8 +53,15 @@ solvers: data
 	python -m vrlic.study.solver_study --jobs 2
 	dvc repro -f -s figures
 
+# Step through one stage without touching the tracked results: `make step STAGE=03 PROFILE=smoke`
+# runs notebook 03 with every output under outputs/scratch/smoke/, the stages it needs built there first.
+STAGE ?= 01
+step: data
+	python -m vrlic.pipeline.scratch $(STAGE) $(if $(PROFILE),--profile $(PROFILE))
+
 # Step through the notebooks: JupyterLab from the project's environment; jupytext opens the
-# notebooks/*.py sources as notebooks, and each parameters cell reads params.yaml's profile.
+# notebooks/*.py sources as notebooks, each parameters cell reads params.yaml's profile, and a
+# notebook run by hand writes to outputs/scratch/<profile>/, never to the tracked results.
 lab: venv
 	@python -c "import jupyterlab" 2>/dev/null || python -m pip install --quiet 'jupyterlab>=4'
 	jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)  # containers often run as root

@@ -20,7 +20,7 @@
 # Loss (CompressAI convention): $L = \mathrm{bpp} + \lambda \cdot 255^2 \cdot \mathrm{MSE}$.
 
 # %% tags=["parameters"]
-root = None      # where outputs go (default: the project root)
+root = None      # where outputs go: None (by hand) the scratch folder outputs/scratch/<profile>; "project" (dvc repro) the tracked results
 profile = None   # default: params.yaml's `profile`
 overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
 

@@ -25,12 +25,11 @@
 # * offsets and the variable-rate hyper latent are **off** here: stages 03 and 04 add them.
 
 # %% tags=["parameters"]
-root = None      # where outputs go (default: the project root)
+root = None      # where outputs go: None (by hand) the scratch folder outputs/scratch/<profile>; "project" (dvc repro) the tracked results
 profile = None   # default: params.yaml's `profile`
 overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
 
 # %%
-from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
@@ -40,7 +39,7 @@ from vrlic.study.anchors import base_model_file
 from vrlic.infra.atomic import write_json
 from vrlic.study.anchors import evaluate_anchors, rd_table
 from vrlic.study.ablation import variant_bd_table
-from vrlic.study.variants import evaluate_variants, rd_long_table, read_training_log, run_variants, stage_context, with_anchors
+from vrlic.study.variants import remove_arms, evaluate_variants, rd_long_table, read_training_log, run_variants, stage_context, with_anchors
 from vrlic.training.diagnostics import geometry_summary
 from vrlic.study.finetune import finetune_anchors, reference_losses
 from vrlic.pipeline.stages import stamp
@@ -81,6 +80,7 @@ print("reference losses L*_k:", {a: [round(v, 4) for v in r] for a, r in ref_los
 # are logged with dvclive under `log_dir`; checkpoints are atomic and a killed run resumes.
 
 # %%
+remove_arms(ROOT / paths["posttrain_models"], architectures, list(P["left_out"]))  # the method switched them off
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas}, lambda arch, _: base_for(arch),
                     paths["posttrain_models"], paths["posttrain_logs"], ref_losses=ref_losses, jobs=P["jobs"])
 
@@ -96,14 +96,15 @@ if not logs.empty:
                     height=3.5, aspect=1.3, facet_kws={"sharey": False}, palette="viridis")
     g.set(yscale="log", ylabel="L_k = bpp + λ·255²·MSE")
     save_figure(g.figure, figures / "losses.png")
-    alpha = logs[(logs.metric.str.startswith("weight_")) & (logs.variant == "mgda")].copy()
-    alpha["λ"] = alpha.metric.str[7:].astype(int).map(lambda k: lambdas[k])
-    g = sns.relplot(data=alpha, x="iter", y="value", hue="λ", col="arch", kind="line", height=3.5, aspect=1.3,
-                    palette="viridis")
-    g.set(ylabel="MGDA weight α_k")
-    save_figure(g.figure, figures / "alpha.png")
     display(Image(filename=str(figures / "losses.png")))
-    display(Image(filename=str(figures / "alpha.png")))
+    alpha = logs[(logs.metric.str.startswith("weight_")) & (logs.variant == "mgda")].copy()
+    if not alpha.empty:  # no MGDA arm when params.yaml's method.moo switches MGDA off
+        alpha["λ"] = alpha.metric.str[7:].astype(int).map(lambda k: lambdas[k])
+        g = sns.relplot(data=alpha, x="iter", y="value", hue="λ", col="arch", kind="line", height=3.5, aspect=1.3,
+                        palette="viridis")
+        g.set(ylabel="MGDA weight α_k")
+        save_figure(g.figure, figures / "alpha.png")
+        display(Image(filename=str(figures / "alpha.png")))
 
 # %% [markdown]
 # ## Why MGDA weights the rates as it does: the gradient geometry

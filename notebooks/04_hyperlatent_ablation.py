@@ -8,22 +8,23 @@
 # Δz and are rebuilt for each step at both ends. (Our likelihood uses bins of width Δz — the
 # released code used width 1, see method.md.)
 #
-# Both arms continue from the stage-03 model (MGDA + offsets) with the same budget, data and
-# optimiser: `fixed_z` keeps the fixed-step hyper latent, `vr_z` switches the variable-rate one on
-# (its network starts at Δz = 1, i.e. exactly the fixed-step model).
+# Both arms continue from the stage-03 method arm (MGDA + offsets under the full method) with the
+# same budget, data and optimiser: `fixed_z` keeps the fixed-step hyper latent, `vr_z` switches the
+# variable-rate one on (its network starts at Δz = 1, i.e. exactly the fixed-step model). Both
+# inherit params.yaml's `method` switches; with `method.vr_hyper: false` only `fixed_z` runs and
+# is the final model.
 #
 # The last section collects the **ablation grid** of every stage: which of MGDA / offsets /
 # variable-rate hyper latent each variant uses, and its BD-rate against the separately trained
 # anchors.
 
 # %% tags=["parameters"]
-root = None      # where outputs go (default: the project root)
+root = None      # where outputs go: None (by hand) the scratch folder outputs/scratch/<profile>; "project" (dvc repro) the tracked results
 profile = None   # default: params.yaml's `profile`
 overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
 
 # %%
 import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -33,22 +34,27 @@ from IPython.display import Image, display
 from vrlic.infra.atomic import atomic_path, write_json
 from vrlic.pipeline.stages import stamp
 from vrlic.study.ablation import REFERENCES, ablation_display, ablation_rows, variant_bd_table
-from vrlic.study.variants import evaluate_variants, rd_long_table, run_variants, stage_context, variant_file, with_anchors
+from vrlic.study.variants import remove_arms, evaluate_variants, rd_long_table, run_variants, stage_context, variant_file, with_anchors
 from vrlic.draw.plots import rd_by_arch, save_figure
 
-from vrlic.pipeline.params import notebook_params
+from vrlic.pipeline.params import method_arm, notebook_params
 
 ROOT, P = notebook_params("hyperlatent", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
 common, variants, figures = P["common"], P["variants"], ROOT / paths["figures"] / "hyperlatent"
+records = {k: json.loads((ROOT / paths[k]).read_text()) for k in ("posttrain", "offsets")}
+init_variant = method_arm(records["offsets"], paths["offsets"])
 ctx = stage_context(ROOT, P, finetuned=True)
+print(f"profile {profile} · method {P['method']} · from stage 03's {init_variant!r} · arms {list(variants)} "
+      f"(method's: {P['method_arm']!r})" + "".join(f"\n  left out: {n} ({why})" for n, why in P["left_out"].items()))
 
 # %% [markdown]
 # ## Post-training both arms
 
 # %%
+remove_arms(ROOT / paths["hyperlatent_models"], architectures, list(P["left_out"]))  # the method switched them off
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
-                    lambda arch, _: variant_file(ROOT / paths["offsets_models"], arch, P["init_variant"]),
+                    lambda arch, _: variant_file(ROOT / paths["offsets_models"], arch, init_variant),
                     paths["hyperlatent_models"], paths["hyperlatent_logs"], jobs=P["jobs"])
 
 # %% [markdown]
@@ -95,9 +101,7 @@ display(share_table)
 # CSV/JSON hold every number (MS-SSIM, pchip and Akima, low/high-rate split).
 
 # %%
-rows = ablation_rows({"posttrain": json.loads((ROOT / paths["posttrain"]).read_text())["models"],
-                     "offsets": json.loads((ROOT / paths["offsets"]).read_text())["models"],
-                     "hyperlatent": out["models"]})
+rows = ablation_rows({**records, "hyperlatent": out})
 ablation = pd.DataFrame(rows)
 write_json(ROOT / paths["ablation_json"], {**stamp("hyperlatent", P), "references": list(REFERENCES), "rows": rows})
 with atomic_path(ROOT / paths["ablation_csv"]) as tmp:

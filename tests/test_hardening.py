@@ -155,7 +155,7 @@ def test_out_of_range_steps_warn_or_refuse(model, photo, tmp_path, capsys):
     for step in (lo / 65, hi * 65, 0.0, float("inf")):
         with pytest.raises(StepRangeError):
             encode(model, photo, step)
-    # the CLI: a warning on stderr, or a refusal with --strict
+    # the CLI: a refusal by default (with the bpp range served and --extrapolate), a warning with --extrapolate
     from vrlic.cli import main
     from vrlic.codec.imageio import save_image
     from vrlic.codec.models import save_model
@@ -163,13 +163,18 @@ def test_out_of_range_steps_warn_or_refuse(model, photo, tmp_path, capsys):
     save_model(model, "mbt2018-mean", tmp_path / "m.pth.tar")
     save_image(photo, tmp_path / "p.png")
     args = ["encode", str(tmp_path / "m.pth.tar"), str(tmp_path / "p.png"), "-o", str(tmp_path / "p.vrlc"), "--step", "0.02"]
-    assert main(args) == 0
+    with pytest.raises(SystemExit, match=r"outside the trained step range .* serves .* bpp .*--extrapolate"):
+        main(args)
+    with pytest.raises(SystemExit, match="outside the trained step range"):
+        main(args + ["--strict"])  # a no-op alias of the default
+    assert not (tmp_path / "p.vrlc").exists()
+    assert main(args + ["--extrapolate"]) == 0
     assert "warning: step 0.02 is outside the trained range" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="strict mode refuses"):
-        main(args + ["--strict"])
     with pytest.raises(SystemExit, match="usable range"):
-        main(args[:-1] + ["1e-9"])
+        main(args[:-1] + ["1e-9", "--extrapolate"])
     with pytest.raises(SystemExit, match="below the smallest rate"):  # --bpp that cannot be met
+        main(args[:-2] + ["--bpp", "0.001", "--extrapolate"])
+    with pytest.raises(SystemExit, match=r"--bpp 0.001 needs a step above the trained step range"):
         main(args[:-2] + ["--bpp", "0.001"])
 
 

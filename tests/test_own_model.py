@@ -80,40 +80,80 @@ def setup(tmp_path_factory):
 
 
 def test_posttrain_cli_end_to_end_with_resume(setup, capsys):
+    """The pipeline's schedule, stage by stage (MGDA → offsets → variable-rate z), resumable, with
+    the BD-rate against the fine-tuned references."""
     d = setup
     out = d / "out" / "vr.pth.tar"
-    args = ["posttrain", str(d / "mine.pth"), "-o", str(out), "--train-dir", str(d / "train"), "--iters", "2",
-            "--batch-size", "2", "--crop", "64", "--ckpt-every", "1", "--device", "cpu", "--quiet"]
+    args = ["posttrain", str(d / "mine.pth"), "-o", str(out), "--train-dir", str(d / "train"), "--iters", "2", "1", "1",
+            "--lambdas", "0.0067", "0.18", "--base-lambda", "0.18", "--batch-size", "2", "--crop", "64",
+            "--ckpt-every", "1", "--device", "cpu", "--quiet"]
     assert main(args + ["--stop-after", "1"]) == 0
-    ckpt = d / "out" / "vr.train.pt"
+    ckpt = d / "out" / "vr.stages" / "posttrain" / "bmshj2018-hyperprior" / "mgda.train.pt"
     assert not out.exists() and torch.load(ckpt, weights_only=False)["iter"] == 1
     assert "run the same command again to resume" in capsys.readouterr().out
-    assert main(args) == 0  # resumes at iteration 1
+    assert main(args + ["--reference", "--val-dir", str(d / "val")]) == 0  # resumes at iteration 1
     assert torch.load(ckpt, weights_only=False)["iter"] == 2
+    printed = capsys.readouterr().out
+    assert "stage posttrain: arm 'mgda'" in printed and "stage offsets: arm 'offsets'" in printed
+    assert "stage hyperlatent: arm 'vr_z'" in printed and "BD-rate against the fine-tuned references, PSNR" in printed
     model, meta = load_model(out)
-    assert meta["kind"] == "variable-rate" and meta["arch"] == "bmshj2018-hyperprior" and len(meta["lambdas"]) == 8
-    assert meta["config"]["moo"] == "mgda" and meta["config"]["iters"] == 2
-    main(args)
-    assert "already post-trained" in capsys.readouterr().out
+    assert meta["kind"] == "variable-rate" and meta["arch"] == "bmshj2018-hyperprior" and meta["lambdas"] == [0.0067, 0.18]
+    assert model.offsets and model.vr_hyper
+    assert meta["config"]["moo"] == "mgda" and meta["config"]["offsets"] and meta["config"]["vr_hyper"]
+    report = json.loads((d / "out" / "vr.report.json").read_text())
+    assert [(s["stage"], s["arm"], s["iters"]) for s in report["stages"]] == [
+        ("posttrain", "mgda", 2), ("offsets", "offsets", 1), ("hyperlatent", "vr_z", 1)]
+    assert set(report["reference"]["bd"]) == {"psnr-rgb", "ms-ssim-rgb"}
+    stage_file = d / "out" / "vr.stages" / "hyperlatent" / "bmshj2018-hyperprior" / "vr_z.pth.tar"
+    before = stage_file.stat().st_mtime_ns
+    assert main(args) == 0 and stage_file.stat().st_mtime_ns == before  # finished stages are reused, not retrained
     # the interrupted-and-resumed run is the uninterrupted one
     whole = d / "whole" / "vr.pth.tar"
     assert main([a if a != str(out) else str(whole) for a in args]) == 0
     assert load_model(whole)[1]["fingerprint"] == meta["fingerprint"]
     # the result is what `vrlic eval` and `vrlic encode` take
     assert main(["eval", str(out), str(d / "val"), "-o", str(d / "r.json")]) == 0
-    assert len(json.loads((d / "r.json").read_text())["results"]["bpp"]) == 8
-    assert main(["encode", str(out), str(d / "val" / "0001.png"), "-o", str(d / "a.vrlc"), "--lmbda", "0.0067"]) == 0
+    assert len(json.loads((d / "r.json").read_text())["results"]["bpp"]) == 2
+    assert main(["encode", str(out), str(d / "val" / "0001.png"), "-o", str(d / "a.vrlc"), "--lmbda", "0.18"]) == 0
     assert main(["decode", str(d / "a.vrlc"), "-o", str(d / "a.png"), "--model", str(out)]) == 0
-    # continuing from a variable-rate vrlic file, another solver
-    out2 = d / "out" / "ws.pth.tar"
-    assert main(["posttrain", str(out), "-o", str(out2), "--train-dir", str(d / "train"), "--iters", "1",
-                 "--solver", "weighted_sum", "--batch-size", "1", "--crop", "64", "--device", "cpu", "--quiet"]) == 0
-    assert load_model(out2)[1]["config"]["moo"] == "weighted_sum"
+
+
+def test_posttrain_switches_follow_the_method(setup):
+    """--no-offsets / --no-vr-hyper / --moo: the pipeline's arms without the modification, in every stage."""
+    d = setup
+    out = d / "abl" / "plain.pth.tar"
+    assert main(["posttrain", str(d / "mine.pth"), "-o", str(out), "--train-dir", str(d / "train"),
+                 "--iters", "1", "1", "1", "--lambdas", "0.0067", "0.18", "--base-lambda", "0.18", "--no-offsets",
+                 "--no-vr-hyper", "--moo", "weighted_sum", "--batch-size", "1", "--crop", "64", "--device", "cpu",
+                 "--quiet"]) == 0
+    model, meta = load_model(out)
+    assert not model.offsets and not model.vr_hyper
+    report = json.loads((d / "abl" / "plain.report.json").read_text())
+    assert [(s["arm"], s["moo"], s["offsets"], s["vr_hyper"]) for s in report["stages"]] == [
+        ("weighted_sum", "weighted_sum", False, False), ("decoder", "weighted_sum", False, False),
+        ("fixed_z", "weighted_sum", False, False)]
+    assert not (d / "abl" / "plain.stages" / "offsets" / "bmshj2018-hyperprior" / "centroid-fit.pth.tar").exists()
+
+
+def test_posttrain_refuses_a_base_not_at_the_highest_lambda(setup, tmp_path):
+    d = setup
+    m = build_model("bmshj2018-hyperprior", 8, 8)
+    save_model(m, "bmshj2018-hyperprior", tmp_path / "mid.pth.tar", lmbda=0.0067)
+    args = ["-o", str(tmp_path / "x.pth.tar"), "--train-dir", str(d / "train"), "--crop", "64", "--iters", "1", "1", "1",
+            "--lambdas", "0.0067", "0.18", "--device", "cpu"]
+    with pytest.raises(SystemExit, match=r"trained at λ = 0.0067, not at the highest λ of --lambdas \(0.18\)"):
+        main(["posttrain", str(tmp_path / "mid.pth.tar"), *args])
+    with pytest.raises(SystemExit, match="does not record the λ.*--base-lambda 0.18"):
+        main(["posttrain", str(d / "mine.pth"), *args])
+    with pytest.raises(SystemExit, match=r"trained at λ = 0.0067"):
+        main(["posttrain", str(d / "mine.pth"), *args, "--base-lambda", "0.0067"])
+    assert not (tmp_path / "x.pth.tar").exists()
 
 
 def test_posttrain_cli_refusals(setup, tmp_path):
     d = setup
-    base = ["posttrain", str(d / "mine.pth"), "-o", str(tmp_path / "x.pth.tar"), "--iters", "1", "--device", "cpu"]
+    base = ["posttrain", str(d / "mine.pth"), "-o", str(tmp_path / "x.pth.tar"), "--iters", "1", "--device", "cpu",
+            "--base-lambda", "0.18"]
     # the training folder is checked before any model is loaded: a missing base is not even looked at
     with pytest.raises(SystemExit, match="training folder .*nope does not exist.*fetch-train"):
         main(["posttrain", str(tmp_path / "no-such-base.pth"), "-o", str(tmp_path / "x.pth.tar"),
@@ -130,4 +170,6 @@ def test_posttrain_cli_refusals(setup, tmp_path):
     with pytest.raises(SystemExit, match="base checkpoint .* does not exist"):
         main(["posttrain", str(tmp_path / "no-such-base.pth"), "-o", str(tmp_path / "x.pth.tar"),
               "--train-dir", str(d / "train"), "--crop", "64"])
+    with pytest.raises(SystemExit, match="one to 3 values"):
+        main(base + ["--train-dir", str(d / "train"), "--crop", "64", "--iters", "1", "1", "1", "1"])
     assert not (tmp_path / "x.pth.tar").exists()

@@ -73,3 +73,74 @@ def test_editing_another_profile_leaves_dvc_status_clean(root, tmp_path):
     params["profile"] = "paper"
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "profiles.paper.posttrain" in tracked("posttrain")
+
+
+# ----- the method switches (vrlic.pipeline.method) -----------------------------------------------
+def test_full_method_arms_are_the_pipelines(root):
+    params = load_params(root / "params.yaml")
+    assert params["method"] == {"moo": "mgda", "offsets": True, "vr_hyper": True}
+    got = {s: stage_params(s, params, "mini") for s in ("posttrain", "offsets", "hyperlatent")}
+    assert [got[s]["method_arm"] for s in got] == ["mgda", "offsets", "vr_z"]
+    assert all(not g["left_out"] for g in got.values())
+    assert got["posttrain"]["variants"]["weighted_sum"] == {"moo": "weighted_sum"}  # stage 02: no offsets, no VR z
+    assert got["offsets"]["variants"]["decoder"] == {"moo": "mgda", "offsets": False, "train": "decoder"}
+    assert got["hyperlatent"]["variants"]["fixed_z"] == {"moo": "mgda", "offsets": True, "vr_hyper": False}
+    assert stage_params("base_models", params, "mini").get("method") is None  # stage 01 does not read it
+
+
+@pytest.mark.parametrize("switch,value,arms", [
+    ("moo", "weighted_sum", (["weighted_sum"], ["offsets", "decoder"], ["fixed_z", "vr_z"])),
+    ("offsets", False, (["mgda", "weighted_sum"], ["decoder"], ["fixed_z", "vr_z"])),
+    ("vr_hyper", False, (["mgda", "weighted_sum"], ["offsets", "decoder"], ["fixed_z"])),
+])
+def test_a_switch_removes_its_modification_from_every_stage(root, switch, value, arms):
+    from vrlic.pipeline.method import STAGE_SWITCHES, uses
+
+    params = load_params(root / "params.yaml")
+    params["method"][switch] = value
+    for stage, expected in zip(("posttrain", "offsets", "hyperlatent"), arms):
+        p = stage_params(stage, params, "mini")
+        assert list(p["variants"]) == expected, stage
+        if switch in STAGE_SWITCHES[stage]:
+            assert not any(uses(s, switch) for s in p["variants"].values()), stage
+            assert all(f"method.{switch}" in why for why in p["left_out"].values())
+        arm = p["variants"][p["method_arm"]]
+        assert all(arm[k] == params["method"][k] for k in STAGE_SWITCHES[stage])
+
+
+def test_method_errors_and_an_added_solver(root):
+    from vrlic.pipeline.method import resolve_arms
+    from vrlic.pipeline.schema import ParamsError, validate
+
+    params = load_params(root / "params.yaml")
+    params["method"]["moo"] = "cagrad"  # no declared arm uses it: stage 02 adds one
+    p = stage_params("posttrain", params, "mini")
+    assert p["method_arm"] == "cagrad" and p["variants"]["cagrad"] == {"moo": "cagrad"} and "mgda" in p["left_out"]
+    params["method"] = {"offset": False}
+    with pytest.raises(ParamsError, match="method.offset"):
+        validate(params)
+    with pytest.raises(ValueError, match="no arm of"):
+        resolve_arms("offsets", {"offsets": False}, {"offsets": {"offsets": True}})
+
+
+def test_an_interactive_run_writes_to_the_scratch_folder(root, tmp_path, monkeypatch):
+    """A notebook run by hand (root None) writes under outputs/scratch/<profile>, with the earlier
+    stages' outputs copied there from the project: the project's own files are not touched."""
+    import json
+
+    from conftest import copy_project
+    from vrlic.pipeline.params import notebook_params
+
+    proj = copy_project(tmp_path / "proj")
+    monkeypatch.setenv("VRLIC_ROOT", str(proj))
+    (proj / "outputs/models/base/arch").mkdir(parents=True)
+    (proj / "outputs/models/base/arch/m.pth.tar").write_bytes(b"model")
+    (proj / "results/anchors.json").write_text(json.dumps({"models": {}}))
+    before = {p: p.read_bytes() for p in (proj / "results").rglob("*") if p.is_file()}
+    out, P = notebook_params("posttrain", None)
+    assert out == proj / "outputs" / "scratch" / "mini"
+    assert (out / "outputs/models/base/arch/m.pth.tar").read_bytes() == b"model"
+    assert (out / "results/anchors.json").exists() and not (out / "outputs/models/base").is_symlink()
+    assert P["data"]["dir"] == str(proj / "data" / "embedded")
+    assert {p: p.read_bytes() for p in (proj / "results").rglob("*") if p.is_file()} == before
+    assert notebook_params("posttrain", "project")[0] == proj  # what `dvc repro` passes

@@ -91,6 +91,59 @@ def test_stage04_ablation(smoke_run, root):
     assert json.loads((out / "results/hyperlatent.json").read_text())["z_share_percent"]
 
 
+SWITCHED_OFF = {"moo": "weighted_sum", "offsets": False, "vr_hyper": False}
+# the stages a switch's modification first appears in: earlier ones are the full run's, copied
+FIRST_STAGE = {"moo": 1, "offsets": 2, "vr_hyper": 3}
+ARCH = "bmshj2018-hyperprior"
+
+
+@pytest.mark.parametrize("switch", list(SWITCHED_OFF))
+def test_method_switch_removes_its_modification_everywhere(switch, smoke_run, root, embedded, tmp_path):
+    """params.yaml's `method.<switch>` off: no stage trains or uses the modification (every arm's
+    record, every model file, the final model), and where the switched-off pipeline's model has the
+    configuration of a built-in contrast arm of the full run, the two are the same weights."""
+    import torch
+
+    from vrlic.pipeline.method import STAGE_SWITCHES, uses
+    from vrlic.pipeline.notebook import run_notebook
+
+    full, _ = smoke_run
+    first = FIRST_STAGE[switch]
+    keep = ["results/anchors.json", "results/classical.json", "outputs/models/base"]
+    keep += {2: ["results/posttrain.json", "outputs/models/posttrain"],
+             3: ["results/posttrain.json", "outputs/models/posttrain", "results/offsets.json", "outputs/models/offsets"]
+             }.get(first, [])
+    for rel in keep:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if (full / rel).is_dir() else shutil.copy2)(full / rel, tmp_path / rel)
+    overrides = {"data": {"dir": str(embedded)}, "architectures": [ARCH], "method": {switch: SWITCHED_OFF[switch]}}
+    for stage, nb in STAGES[first:4]:
+        run_notebook(root / f"notebooks/{nb}.py", tmp_path / f"{nb}.ipynb",
+                     {"root": str(tmp_path), "profile": "smoke", "overrides": overrides}, cwd=root, log_output=False)
+    for stage, _ in STAGES[first:4]:
+        rec = json.loads((tmp_path / f"results/{stage}.json").read_text())["params"]
+        assert rec["method"][switch] == SWITCHED_OFF[switch]
+        if switch in STAGE_SWITCHES[stage]:
+            assert all(not uses(s, switch) for s in rec["variants"].values()), (stage, rec["variants"])
+        for f in (tmp_path / "outputs/models" / stage / ARCH).glob("*.pth.tar"):
+            meta = torch.load(f, map_location="cpu", weights_only=False)
+            assert "config" not in meta or not uses(meta["config"], switch), f  # the centroid fit has none
+            assert not (switch == "offsets" and f.name == "centroid-fit.pth.tar"), f
+    final = json.loads((tmp_path / "results/hyperlatent.json").read_text())["params"]["method_arm"]
+    model_file = tmp_path / "outputs/models/hyperlatent" / ARCH / f"{final}.pth.tar"
+    meta = torch.load(model_file, map_location="cpu", weights_only=False)
+    assert not uses(meta["config"], switch)
+    if switch == "vr_hyper":  # the final model is the full run's fixed-z contrast arm: same configuration, same weights
+        twin = full / "outputs/models/hyperlatent" / ARCH / "fixed_z.pth.tar"
+    else:  # the stage that adds the modification: its method arm is the full run's contrast arm
+        stage, arm = {"moo": ("posttrain", "weighted_sum"), "offsets": ("offsets", "decoder")}[switch]
+        twin = full / "outputs/models" / stage / ARCH / f"{arm}.pth.tar"
+        model_file = tmp_path / "outputs/models" / stage / ARCH / f"{arm}.pth.tar"
+        meta = torch.load(model_file, map_location="cpu", weights_only=False)
+    other = torch.load(twin, map_location="cpu", weights_only=False)
+    assert meta["config"] == other["config"] and meta["fingerprint"] == other["fingerprint"]
+
+
 def test_dvc_repro_smoke_profile(root, tmp_path, smoke_run):
     proj = copy_project(tmp_path / "proj")
     params_file = proj / "params.yaml"

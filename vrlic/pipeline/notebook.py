@@ -10,12 +10,22 @@ identical notebook bytes.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from vrlic.pipeline.params import load_params, stage_params
+# The stage commands run the `python` on the PATH: outside the project's environment (e.g. `dvc` called
+# as .venv/bin/dvc from a shell that never activated it) that is another interpreter. Say so at once.
+_MISSING = [m for m in ("papermill", "jupytext", "jupyter_client", "yaml", "pydantic", "torch", "compressai")
+            if importlib.util.find_spec(m) is None]
+if _MISSING:
+    raise SystemExit(f"error: {', '.join(_MISSING)} not installed for {sys.executable}: the pipeline's stage commands "
+                     "run the `python` on your PATH. Enter the project's environment first: `source .venv/bin/activate` "
+                     "(`make venv` creates it; `make repro` does both)")
+
+from vrlic.pipeline.params import PROJECT, load_params, stage_params
 from vrlic.pipeline.schema import validate
 from vrlic.infra.paths import project_root
 
@@ -86,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     output = Path(args.output) if args.output else Path("outputs/notebooks") / (Path(args.source).stem + ".ipynb")
-    # No parameters injected: the notebook finds the project root itself, so the executed copy
-    # holds no absolute path and is the same bytes in any clone.
-    run_notebook(root / args.source, root / output, {}, cwd=root)
+    # `root = "project"`: the tracked results (a notebook run by hand writes to the scratch folder);
+    # the executed copy holds no absolute path and is the same bytes in any clone.
+    run_notebook(root / args.source, root / output, {"root": PROJECT}, cwd=root)
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import yaml
 
 from vrlic.infra.paths import project_root
+from vrlic.pipeline.method import STAGE_SWITCHES, check_method, resolve_arms
 
 PROFILES = ("mini", "mini3", "smoke", "paper")
 STAGES = ("base_models", "posttrain", "offsets", "hyperlatent", "figures")
@@ -62,7 +63,9 @@ def stage_params(stage: str, params: Mapping[str, Any] | None = None, profile: s
 
     Returns the stage's defaults merged with the profile's overrides (and then ``overrides``),
     plus ``profile``, the profile's ``architectures`` and ``lambdas``, its ``data`` section (with
-    ``dir`` = ``paths.data``) and ``paths``.
+    ``dir`` = ``paths.data``) and ``paths``. Stages 02–04 also get ``method`` (the three switches),
+    their ``variants`` resolved against it, the ``method_arm`` the next stage continues from and the
+    arms ``left_out`` with the reason (``vrlic.pipeline.method.resolve_arms``).
     """
     params = load_params() if params is None else params
     profile = profile or active_profile(params)
@@ -76,16 +79,46 @@ def stage_params(stage: str, params: Mapping[str, Any] | None = None, profile: s
                            "lambdas": list(prof["lambdas"]), "paths": dict(params["paths"])}
     out["data"] = {**deep_merge(params["data"], prof.get("data")), "dir": params["paths"]["data"]}
     out.update(deep_merge(params[stage], prof.get(stage)))
-    return deep_merge(out, overrides)
+    out = deep_merge(out, overrides)
+    if stage in STAGE_SWITCHES:  # the arms follow the method's switches (vrlic.pipeline.method)
+        method = check_method({**(params.get("method") or {}), **(out.pop("method", None) or {})})
+        arms, arm, left_out = resolve_arms(stage, method, out["variants"])
+        out.update(method=method, variants=arms, method_arm=arm, left_out=left_out)
+    return out
+
+
+def method_arm(record: Mapping[str, Any], what: str = "") -> str:
+    """The method's arm recorded by an earlier stage's results file (its ``params.method_arm``)."""
+    arm = (record.get("params") or {}).get("method_arm")
+    if not arm:
+        raise ValueError(f"{what or 'this results file'} records no method arm: it predates params.yaml's `method`; "
+                         "re-run its stage (`dvc repro`)")
+    return arm
+
+
+PROJECT = "project"  # the ``root`` the pipeline's stage commands give: write the tracked results
 
 
 def notebook_params(stage: str, root: str | os.PathLike | None = None, profile: str | None = None,
                     overrides: Mapping[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """What a stage notebook starts from: (output root, the stage's parameters).
 
-    Parameters come from the project's params.yaml; outputs go under ``root`` (default: the
-    project root), so a test can send a whole run to a temporary folder.
+    Parameters come from the project's params.yaml. Outputs go under ``root``: ``"project"`` (what
+    ``dvc repro`` runs) is the project root; a path is that folder (tests send a whole run to a
+    temporary one); None, an interactive run, is the scratch folder ``outputs/scratch/<profile>``,
+    with what the stage reads copied or built there (``vrlic.pipeline.scratch``): stepping through
+    a notebook never writes a tracked file.
     """
     project = project_root()
-    out_root = Path(root) if root else project
+    overrides = dict(overrides or {})
+    if root is None:
+        from vrlic.pipeline.scratch import prepare
+
+        params = load_params(project / "params.yaml")
+        out_root = prepare(stage, profile, project)
+        data_dir = str(project / params["paths"]["data"])  # the images stay where they are
+        overrides = deep_merge({"data": {"dir": data_dir}}, overrides)
+        print(f"interactive run: outputs go to {out_root} (set `root = \"project\"` to write the project's results)")
+    else:
+        out_root = project if str(root) == PROJECT else Path(root)
     return out_root, stage_params(stage, load_params(project / "params.yaml"), profile, overrides)

@@ -162,13 +162,24 @@ class PostTrainSettings(Strict):
     ref_losses: Optional[list[float]] = D["ref_losses"]  # excess normalisation: L*_k (default: the fine-tuned anchors)
 
 
+class Method(Strict):
+    """The paper's three modifications, one switch each (``vrlic.pipeline.method``)."""
+
+    moo: Literal[MOO_CHOICES] = "mgda"
+    offsets: bool = True
+    vr_hyper: bool = True
+
+
 class VariantStage(Strict):
     common: dict[str, Any]
     variants: dict[str, dict[str, Any]] = Field(min_length=1)
     between: int = Field(ge=0)
     device: Device
     jobs: int = Field(default=1, ge=1)  # runs side by side on the CPU, one thread each
-    init_variant: Optional[str] = None
+    # filled in from `method` by vrlic.pipeline.params.stage_params
+    method: Method = Method()
+    method_arm: Optional[str] = None
+    left_out: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _variants(self):
@@ -190,8 +201,6 @@ class Solvers(Strict):
 
 
 class Figures(Strict):
-    final_variant: str = "vr_z"
-    offsets_variant: str = "offsets"
     dense_steps: int = Field(default=25, ge=2)
     crop: int = Field(default=192, ge=16)
     visual_images: Union[int, list[str]] = 2
@@ -226,6 +235,7 @@ class ParamsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile: Literal["mini", "mini3", "smoke", "paper"]
     paths: Paths
+    method: Method = Method()
     data: dict[str, Any]
     base_models: dict[str, Any]
     posttrain: dict[str, Any]
@@ -268,11 +278,11 @@ def validate(params: Mapping[str, Any], root: str | Path | None = None, stages=N
         for stage in stages or STAGE_SCHEMAS:
             if stage not in params:
                 continue
-            p = stage_params(stage, params, profile)
-            body = {k: v for k, v in p.items() if k not in ("profile", "architectures", "lambdas", "paths", "data")}
-            if stage == "solvers":
-                body["common"] = stage_params("posttrain", params, profile)["common"]
             try:
+                p = stage_params(stage, params, profile)
+                body = {k: v for k, v in p.items() if k not in ("profile", "architectures", "lambdas", "paths", "data")}
+                if stage == "solvers":
+                    body["common"] = stage_params("posttrain", params, profile)["common"]
                 STAGE_SCHEMAS[stage](**body)
                 if profile == active:  # another profile's folders are its user's business
                     Data(**p["data"])

@@ -85,11 +85,13 @@ def _clean(v):
 
 
 def metrics(table: pd.DataFrame, contrasts: pd.DataFrame | None = None, dense: Mapping[str, Any] | None = None,
-            mono: Mapping[str, Mapping[str, Any]] | None = None, z_share: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            mono: Mapping[str, Mapping[str, Any]] | None = None, z_share: Mapping[str, Any] | None = None,
+            keys: Mapping[str, str] | None = None) -> dict[str, Any]:
     """DVC metrics: {arch: {variant key: {"bd_<reference>_<metric>": pchip BD-rate %, ...},
     "final_dense": {...}, "contrasts": {key: {"bd_psnr", "bd_msssim"}}, "step_bpp_strictly_decreasing",
-    "z_share_pct_lowest_rate"}} (NaN written as null)."""
-    key_of = {label: key for key, label, _, _ in VARIANTS}
+    "z_share_pct_lowest_rate"}} (NaN written as null). ``keys``: {variant label: key}
+    (``vrlic.study.ablation.keys_of``; default: the full method's)."""
+    key_of = dict(keys) if keys is not None else {label: key for key, label, _, _ in VARIANTS}
     out: dict[str, Any] = {}
     for r in table.itertuples(index=False):
         name = key_of.get(r.variant, r.variant)

@@ -17,7 +17,7 @@ from vrlic.measure.bdrate import METRIC_LABEL, METRIC_TAG, MIN_OVERLAP, bd_summa
 from vrlic.measure.sweep import CURVE_VR
 from vrlic.measure.verdict import MIN_EFFECT, as_float, verdict_of
 from vrlic.measure.bdrate import METRICS
-from vrlic.study.ablation import CONTRASTS, FINAL_LABEL, REFERENCES
+from vrlic.study.ablation import CONTRASTS, FINAL_LABEL, REFERENCES, SWITCH_OF
 
 
 REFERENCE_LABEL = {"scratch": "anchors trained from scratch", "finetuned": "anchors fine-tuned from the base",
@@ -145,7 +145,8 @@ def contrast_table(curves: Mapping[str, Mapping[str, Any]], noise: Mapping[str, 
     the row without it (directly between the two curves, not through the anchors), per metric.
 
     seed_spread is the spread over post-training seeds of that same direct BD-rate (``make noise``
-    records it per seed; NaN when not measured)."""
+    records it per seed; NaN when not measured); ``switch`` is the params.yaml switch whose
+    modification the contrast measures."""
     out = []
     for arch, by in curves.items():
         for key, what, base, test in contrasts:
@@ -155,10 +156,11 @@ def contrast_table(curves: Mapping[str, Mapping[str, Any]], noise: Mapping[str, 
                 got = ((noise or {}).get("contrasts") or {}).get(f"{arch}|{key}|{METRIC_LABEL[metric]}", {})
                 spread = as_float(got.get("spread"))
                 vals = {c: as_float(s.get(c)) for c in BD_COLUMNS}
-                out.append({"arch": arch, "contrast": key, "what": what, "baseline": base, "test": test,
+                out.append({"arch": arch, "contrast": key, "switch": SWITCH_OF.get(key, ""), "what": what,
+                            "baseline": base, "test": test,
                             "metric": METRIC_LABEL[metric], **vals, "seed_spread": spread,
                             "verdict": verdict_of(vals, spread, min_effect)})
-    cols = ["arch", "contrast", "what", "baseline", "test", "metric", *BD_COLUMNS, "seed_spread", "verdict"]
+    cols = ["arch", "contrast", "switch", "what", "baseline", "test", "metric", *BD_COLUMNS, "seed_spread", "verdict"]
     return pd.DataFrame(out, columns=cols)
 
 

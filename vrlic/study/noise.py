@@ -82,12 +82,12 @@ def spread(rows_by_seed: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
 def contrast_spread(root: Path, paths: dict[str, str], seeds: Sequence[int]) -> dict[str, Any]:
     """{"arch|contrast|metric": {"values", "spread", "std"}}: every direct contrast of stage 05
     (``vrlic.study.ablation.contrast_values``) recomputed from each seed's own curves (seed 0: the project)."""
-    from vrlic.study.ablation import contrast_values, seed_curves
+    from vrlic.study.ablation import contrast_values, contrasts_for, seed_records, variant_curves
 
     out: dict[str, Any] = {}
     for k in [0, *seeds]:
-        where = root if k == 0 else root / "outputs" / "noise" / f"seed{k}"
-        for key, v in contrast_values(seed_curves(where, paths)).items():
+        records = seed_records(root if k == 0 else root / "outputs" / "noise" / f"seed{k}", paths)
+        for key, v in contrast_values(variant_curves(records), contrasts_for(records)).items():
             out.setdefault(key, {"values": {}})["values"][str(k)] = v
     for stats in out.values():
         st = seed_stats(list(stats["values"].values()))

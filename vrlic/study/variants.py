@@ -39,6 +39,26 @@ def seconds_file(model_file: str | Path) -> Path:
     return model_file.with_name(model_file.name.replace(".pth.tar", ".seconds.json"))
 
 
+def remove_arms(out_dir: str | Path, architectures: Sequence[str], names: Sequence[str], *extra: str) -> list[Path]:
+    """Delete the files an earlier run left of arms this run leaves out (the method switched their
+    modification off), and the ``extra`` files of each architecture's folder: a persisted model
+    folder then holds only what this run trained. Returns what was deleted."""
+    gone = []
+    for arch in architectures:
+        for name in names:
+            f = variant_file(out_dir, arch, name)
+            for p in (f, seconds_file(f), f.with_name(f.name.replace(".pth.tar", ".train.pt"))):
+                if p.exists():
+                    p.unlink()
+                    gone.append(p)
+        for e in extra:
+            p = Path(out_dir) / arch / e
+            if p.exists():
+                p.unlink()
+                gone.append(p)
+    return gone
+
+
 def with_reference_losses(settings: dict[str, Any], ref_losses: Sequence[float] | None) -> dict[str, Any]:
     """A variant's settings with L*_k filled in for the excess normalisation (unless given)."""
     if settings.get("normalization") == "excess" and settings.get("ref_losses") is None and ref_losses is not None:
@@ -61,9 +81,11 @@ def _finished(path: Path, cfg: PostTrainConfig) -> float | None:
 
 def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str, Any], init: str | Path,
                 sampler: CropSampler, out_dir: str | Path, device: torch.device, log_dir: str | Path | None = None,
-                progress: bool | None = None, reuse_from: Sequence[str | Path] = ()) -> tuple[Path, float]:
+                progress: bool | None = None, reuse_from: Sequence[str | Path] = (),
+                stop_after: int | None = None) -> tuple[Path | None, float]:
     """Post-train one variant (or reuse its finished file, here or, by the same name, in one of the
-    ``reuse_from`` folders); returns (model file, seconds)."""
+    ``reuse_from`` folders); returns (model file, seconds), or (None, seconds) when ``stop_after``
+    iterations ended the run before its end (the checkpoint holds it)."""
     opts = {**common, **settings}
     unknown = set(opts) - _CONFIG_KEYS
     if unknown:
@@ -76,8 +98,10 @@ def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str
         if secs is not None:
             return path, secs
     ckpt = final.with_name(final.name.replace(".pth.tar", ".train.pt"))
-    state = posttrain(model, cfg, sampler, ckpt, device=device, progress=progress,
+    state = posttrain(model, cfg, sampler, ckpt, device=device, progress=progress, stop_after=stop_after,
                       log_dir=None if log_dir is None else Path(log_dir) / arch / name)
+    if state.iter < cfg.iters:
+        return None, state.seconds
     unfreeze(state.model)
     save_model(state.model.cpu(), arch, final, config=cfg.fingerprint(), variant=name, code=model_code_version())
     write_json(seconds_file(final), {"seconds": state.seconds})
