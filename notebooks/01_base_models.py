@@ -36,7 +36,7 @@ from vrlic.measure.bdrate import bd_summaries, interval_text
 from vrlic.measure.classical import classical_curves
 from vrlic.data.datasets import resolve_split
 from vrlic.infra.device import pick_device
-from vrlic.pipeline.params import notebook_params
+from vrlic.pipeline.start import notebook_params
 from vrlic.draw.plots import convergence_figure, rd_figure, save_figure
 from vrlic.infra.provenance import environment
 from vrlic.pipeline.stages import stamp

@@ -45,7 +45,7 @@ from vrlic.study.finetune import finetune_anchors, reference_losses
 from vrlic.pipeline.stages import stamp
 from vrlic.draw.plots import cosine_figure, geometry_figure, rd_by_arch, save_figure
 
-from vrlic.pipeline.params import notebook_params
+from vrlic.pipeline.start import notebook_params
 
 ROOT, P = notebook_params("posttrain", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]

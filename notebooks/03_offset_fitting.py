@@ -46,7 +46,8 @@ from vrlic.study.variants import remove_arms, evaluate_variants, rd_long_table, 
 from vrlic.training.offsets import agreement, fit_or_reuse, offsets_vs_centroids
 from vrlic.draw.plots import offsets_figure, rd_by_arch
 from vrlic.pipeline.stages import stamp
-from vrlic.pipeline.params import method_arm, notebook_params
+from vrlic.pipeline.params import method_arm
+from vrlic.pipeline.start import notebook_params
 
 ROOT, P = notebook_params("offsets", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]

@@ -37,7 +37,8 @@ from vrlic.study.ablation import REFERENCES, ablation_display, ablation_rows, va
 from vrlic.study.variants import remove_arms, evaluate_variants, rd_long_table, run_variants, stage_context, variant_file, with_anchors
 from vrlic.draw.plots import rd_by_arch, save_figure
 
-from vrlic.pipeline.params import method_arm, notebook_params
+from vrlic.pipeline.params import method_arm
+from vrlic.pipeline.start import notebook_params
 
 ROOT, P = notebook_params("hyperlatent", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]

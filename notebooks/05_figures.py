@@ -4,7 +4,8 @@
 # Stages 01–04 each answered one question; this stage puts their answers side by side, as the
 # paper does. It trains nothing. It reads the results files of the earlier stages, measures the
 # **final variable-rate model** (MGDA post-training + quantization-reconstruction offsets +
-# variable-rate hyper latent: stage 04's `final_variant`) once more on a dense grid of step sizes,
+# variable-rate hyper latent under the full method: stage 04's method arm; with one of params.yaml's
+# `method` switches off, the pipeline's model without that modification) once more on a dense grid of step sizes,
 # and writes
 #
 # 1. the rate–distortion curves of every variant, the two single-rate references, JPEG and WebP
@@ -31,7 +32,7 @@
 # on a sliver of the curves.
 
 # %% tags=["parameters"]
-root = None      # where outputs go (default: the project root)
+root = None      # where outputs go: None (by hand) the scratch folder outputs/scratch/<profile>; "project" (dvc repro) the tracked results
 profile = None   # default: params.yaml's `profile`
 overrides = {}   # merged over the stage's parameters from params.yaml (the tests use it)
 
@@ -43,15 +44,15 @@ import pandas as pd
 from IPython.display import Image, display
 
 from vrlic.measure import bdrate, sweep, verdict, visual
-from vrlic.report import dvcfiles, figures, summary, tables
+from vrlic.report import detail_figures, dvcfiles, figures, summary, tables
 from vrlic.study import ablation
 from vrlic.training import offsets
 from vrlic.study.anchors import anchor_file
-from vrlic.codec.bitstream import RateTargetError
 from vrlic.data.datasets import resolve_split
 from vrlic.infra.device import pick_device
 from vrlic.study.variants import variant_file
-from vrlic.pipeline.params import notebook_params
+from vrlic.pipeline.params import method_arm
+from vrlic.pipeline.start import notebook_params
 from vrlic.pipeline.stages import stage_code_version
 
 pd.set_option("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 200)
@@ -60,8 +61,6 @@ profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["la
 out = tables.output_paths(ROOT, paths)
 figs = out["figures"]
 dev = pick_device(P.get("device", "auto"))
-final_variant = P.get("final_variant", "vr_z")           # stage 04's variant with all three modifications
-offsets_variant = P.get("offsets_variant", "offsets")    # stage 03's offsets model (figure 5)
 visual_images = P.get("visual_images", 2)                # first N validation images, or a list of names
 visual_lambda = P.get("visual_lambda")                   # anchor λ of figure 6 (None: the smallest)
 published_curves_too = P.get("published", profile == "paper")  # CompressAI's published Kodak curves
@@ -69,6 +68,10 @@ min_effect = P.get("min_effect", verdict.MIN_EFFECT)           # % : a smaller B
 R = tables.load_results(ROOT, paths)
 _, val_files = resolve_split(P["data"], ROOT)
 curves, refs = ablation.variant_curves(R), ablation.references(R)
+final_variant = method_arm(R["hyperlatent"], paths["hyperlatent"])   # the final model: stage 04's method arm
+offsets_variant = method_arm(R["offsets"], paths["offsets"])         # stage 03's (figure 5, if it has offsets)
+has_offsets = bool(ablation.arm_settings(R, "offsets", offsets_variant).get("offsets"))
+print(f"method {R['hyperlatent']['params'].get('method')}: the final model is stage 04's {final_variant!r}")
 if R["anchors"].get("data") and [p.stem for p in val_files] != list(R["anchors"]["data"]):
     print(f"WARNING: stage 01 measured the images {R['anchors']['data']}, this stage measures "
           f"{[p.stem for p in val_files]}: the dense sweep and the examples are not on the references' images")
@@ -87,7 +90,7 @@ print(f"seed spread: {'measured over seeds ' + str(R['noise'].get('seeds')) if R
 # variant, the same model measured at fewer steps).
 
 # %%
-final_label = ablation.label_of("hyperlatent", final_variant)
+final_label = ablation.label_of("hyperlatent", final_variant, R)
 final = {arch: variant_file(ROOT / paths["hyperlatent_models"], arch, final_variant) for arch in architectures}
 dense = {arch: sweep.dense_curve(path, val_files, P.get("dense_steps", 25), dev) for arch, path in final.items()}
 dense_bd = tables.dense_bd(dense, refs)
@@ -103,10 +106,10 @@ display(tables.display_table(dense_rows, None))
 # %% [markdown]
 # ## 1 · Rate–distortion: every variant, both references, JPEG and WebP
 #
-# Black: the final model's dense sweep. Thin lines: every variant of the ablation (stages 02–04,
-# light to dark in the order the modifications are added). Large markers: the separately trained
-# anchors (● from scratch, stage 01; ◆ fine-tuned from the base model with the same budget, stage
-# 02). Grey: JPEG (dashed) and WebP (dash-dot), which run off the axes at high rates. On the
+# Thick black line: the final model's dense sweep. Thin lines: every variant of the ablation
+# (stages 02–04), each with its own colour, marker and line style. Large markers: the separately
+# trained anchors (black ○ from scratch, stage 01; grey ◆ fine-tuned from the base model with the
+# same budget, stage 02). Light grey: JPEG (dashed) and WebP (dash-dot), which run off the axes at high rates. On the
 # `paper` profile, dotted: CompressAI's published Kodak curves of its zoo models and of its own
 # variable-rate (VBR) models. MS-SSIM is drawn in dB, −10·log10(1 − MS-SSIM).
 
@@ -149,8 +152,9 @@ for ref in dict.fromkeys(table.reference):
 # ## 3 · What each modification buys
 #
 # The bars are the mean-curve BD-rates (pchip) of the table; the black bar spans the per-image
-# BD-rates (dot: their median); the orange band is ± the spread over post-training seeds (where
-# measured). Pale bars: "no difference" by the verdict rule.
+# BD-rates (dot: their median); the grey hatched band is ± the spread over post-training seeds
+# (where measured). Pale bars: "no difference" by the verdict rule; the marks beside the bars are
+# explained in the legend.
 
 # %%
 display(Image(filename=str(figures.bd_bar_figure(table, figs / "bd_rates.png"))))
@@ -164,11 +168,11 @@ display(Image(filename=str(figures.bd_bar_figure(table, figs / "bd_rates.png")))
 # a seed share its batches). Written to `bd_contrasts.csv`, with the same verdict rule.
 
 # %%
-contrasts = tables.contrast_table(curves, R["noise"], min_effect=min_effect)
+contrasts = tables.contrast_table(curves, R["noise"], ablation.contrasts_for(R), min_effect=min_effect)
 tables.write_csv(contrasts, out["bd_contrasts"])
 for line in tables.overlap_warnings(contrasts):
     print(line)
-display(contrasts[contrasts.metric == "PSNR"][["arch", "what", "pchip", "image_median", "image_min", "image_max",
+display(contrasts[contrasts.metric == "PSNR"][["arch", "switch", "what", "pchip", "image_median", "image_min", "image_max",
                                                 "overlap", "seed_spread", "verdict"]].round(2))
 display(Image(filename=str(figures.contrast_figure(contrasts, figs / "bd_contrasts.png"))))
 
@@ -197,7 +201,7 @@ if R["solvers"]:
                         "margin (spreads)": e["margin_in_spreads"], "cost": e["passes_per_iter"], "verdict": e["verdict"]}
                        for e in solver_summary if e["metric"] == "psnr-rgb"])
     display(st.round(2))
-    display(Image(filename=str(figures.solvers_figure(solver_summary, figs / "solvers.png"))))
+    display(Image(filename=str(detail_figures.solvers_figure(solver_summary, figs / "solvers.png"))))
     for arch in architectures:
         fin = [e for e in solver_summary if e["arch"] == arch and e["reference"] == "direct" and e["metric"] == "psnr-rgb"
                and e["verdict"] not in ("baseline", "no baseline")]
@@ -220,10 +224,10 @@ else:
 # per-image BD-rates of every variant: how much of a mean BD-rate is one image.
 
 # %%
-display(Image(filename=str(figures.per_image_rd_figure(dense, refs, figs / "per_image_rd.png"))))
+display(Image(filename=str(detail_figures.per_image_rd_figure(dense, refs, figs / "per_image_rd.png"))))
 per_image = tables.per_image_bd(curves)
-display(Image(filename=str(figures.per_image_bd_figure(per_image, figs / "per_image_bd_psnr.png", "PSNR"))))
-display(Image(filename=str(figures.per_image_bd_figure(per_image, figs / "per_image_bd_msssim.png", "MS-SSIM"))))
+display(Image(filename=str(detail_figures.per_image_bd_figure(per_image, figs / "per_image_bd_psnr.png", "PSNR"))))
+display(Image(filename=str(detail_figures.per_image_bd_figure(per_image, figs / "per_image_bd_msssim.png", "MS-SSIM"))))
 
 # %% [markdown]
 # ## 5 · Continuity: the step ↔ bpp curve, the offset surface, the hyper latent's share
@@ -232,7 +236,7 @@ display(Image(filename=str(figures.per_image_bd_figure(per_image, figs / "per_im
 # trained steps as well as at them.
 
 # %%
-display(Image(filename=str(figures.step_bpp_figure(dense, figs / "step_bpp.png"))))
+display(Image(filename=str(detail_figures.step_bpp_figure(dense, figs / "step_bpp.png"))))
 mono = {arch: sweep.monotonicity(res) for arch, res in dense.items()}
 for arch, m in mono.items():
     if m["strictly_decreasing"]:
@@ -252,15 +256,18 @@ for arch, m in mono.items():
 
 # %%
 surfaces = {arch: offsets.offset_surface(variant_file(ROOT / paths["offsets_models"], arch, offsets_variant))
-            for arch in architectures}
-display(Image(filename=str(figures.offset_surface_figure(surfaces, figs / "offset_surface.png"))))
+            for arch in architectures} if has_offsets else {}
+if surfaces:
+    display(Image(filename=str(detail_figures.offset_surface_figure(surfaces, figs / "offset_surface.png"))))
+else:
+    print("method.offsets is false: no model has an offset network")
 for arch, s in surfaces.items():
     print(f"{arch}: δ ranges over [{s.delta.min():+.3f}, {s.delta.max():+.3f}] steps; at the smallest σ_q "
           f"{s[s.sigma_q == s.sigma_q.min()].delta.mean():+.3f}, at the largest {s[s.sigma_q == s.sigma_q.max()].delta.mean():+.3f}")
 
 # %%
 share = tables.z_share_table(R, dense)
-display(Image(filename=str(figures.z_share_figure(share, figs / "z_share.png"))))
+display(Image(filename=str(detail_figures.z_share_figure(share, figs / "z_share.png"))))
 z_low = {}
 for (arch, curve), g in share.groupby(["arch", "curve"], sort=False):
     g = g.sort_values("bpp")
@@ -272,11 +279,26 @@ for (arch, curve), g in share.groupby(["arch", "curve"], sort=False):
 # %% [markdown]
 # ## 6 · At the same bit rate: anchor vs the one variable-rate model
 #
-# Each image is coded whole by the scratch anchor at `visual_lambda` (default: the smallest λ,
-# where artefacts show) and by the final model at the step that rate control
-# (`vrlic.codec.bitstream.encode_to_bpp`) finds for the anchor's rate (at or just under it), then decoded with
-# `vrlic.codec.bitstream.decode`. Shown: the `crop`×`crop` window with the most detail. bpp counts the
-# entropy-coded streams of both (the `.vrlc` container's constant header is left out).
+# Each image is coded whole by a scratch anchor and by the final model at the step that rate
+# control (`vrlic.codec.bitstream.encode_to_bpp`) finds for the anchor's rate (at or just under
+# it), then decoded with `vrlic.codec.bitstream.decode`.
+#
+# **Which anchor, which step: always inside the final model's trained steps.** The figure shows
+# the variable-rate model where it was trained, so the rate control searches only its trained
+# step range (from its smallest to its largest trained Δ; `strict`). The anchor is the one at
+# `visual_lambda` (default: the smallest λ, where artefacts show) *if* the model reaches that
+# anchor's rate inside this range. At a small λ the anchor's rate often lies below what the
+# model's largest trained step gives: the model would match it only by extrapolating to a step it
+# was never trained for, which shows the extrapolation, not the method. That λ is then skipped
+# and the next larger one taken (`vrlic.measure.visual.in_range_example`): **the smallest anchor λ
+# ≥ `visual_lambda` whose rate the model reaches inside its trained steps**, image by image and
+# architecture by architecture (so λ can differ between rows; the anchor's title says when it
+# moved up, and the printout names the λ skipped). Should no anchor be reachable, the model is
+# coded at its largest trained step instead (a larger file than the anchor's) and its title says
+# "clamped". Every title gives the step Δ (the anchors are single-rate models, Δ = 1; the final
+# model's Δ with its trained range), bpp and PSNR (over the whole image, and over the crop).
+# Shown: the `crop`×`crop` window with the most detail. bpp counts the entropy-coded streams of
+# both (the `.vrlc` container's constant header is left out).
 
 # %%
 lam = visual_lambda if visual_lambda is not None else min(lambdas)
@@ -287,20 +309,20 @@ images = val_files[:wanted] if isinstance(wanted, int) else [f for f in val_file
 examples = []
 for img in images:
     for arch in architectures:
-        try:
-            ex = visual.visual_example(final[arch], anchor_file(ROOT / paths["base_models"], arch, lam), img,
-                                   P.get("crop", 192), dev)
-        except RateTargetError as e:  # the final model cannot go as low as the anchor's rate
-            print(f"{img.stem} · {arch}: no example — {e}")
-            continue
+        # every anchor λ ≥ lam that stage 01 wrote: the first whose rate the model reaches in its trained steps
+        anchors_ = {l: f for l in lambdas if (f := anchor_file(ROOT / paths["base_models"], arch, l)).exists()}
+        ex = visual.in_range_example(final[arch], anchors_, img, lam, P.get("crop", 192), dev)
         examples.append({**ex, "arch": arch})
-        print(f"{img.stem} · {arch}: anchor λ={lam:g} {ex['anchor_bpp']:.3f} bpp {ex['anchor_psnr']:.2f} dB; "
-              f"final model Δ={ex['vr_step']:.3g} {ex['vr_bpp']:.3f} bpp {ex['vr_psnr']:.2f} dB "
-              f"({ex['vr_psnr'] - ex['anchor_psnr']:+.2f} dB)"
-              + ("" if ex["vr_in_trained_range"] else " — step outside the trained range")
-              + ("" if ex["vr_converged"] else " — rate control did not reach within 1 % of the target"))
+        lo, hi = ex["vr_trained_range"]
+        skipped = ", ".join(f"{l:g}" for l in ex["lmbda_skipped"])
+        print(f"{img.stem} · {arch}: anchor λ={ex['lmbda']:g} {ex['anchor_bpp']:.3f} bpp {ex['anchor_psnr']:.2f} dB; "
+              f"final model Δ={ex['vr_step']:.3g} (trained {lo:.3g}–{hi:.3g}) {ex['vr_bpp']:.3f} bpp "
+              f"{ex['vr_psnr']:.2f} dB ({ex['vr_psnr'] - ex['anchor_psnr']:+.2f} dB)"
+              + (f" — λ {skipped} skipped: their rate needs a step beyond the trained {hi:.3g}" if skipped else "")
+              + (" — no anchor reachable: step clamped to the largest trained step" if ex["vr_clamped"] else "")
+              + ("" if ex["vr_converged"] or ex["vr_clamped"] else " — rate control did not reach within 1 % of the target"))
 if examples:
-    display(Image(filename=str(figures.visual_figure(examples, figs / "visual.png"))))
+    display(Image(filename=str(detail_figures.visual_figure(examples, figs / "visual.png"))))
 
 # %% [markdown]
 # ## 7 · DVC's files, the results document and the headline numbers
@@ -312,10 +334,11 @@ if examples:
 # (arch, curve, bpp, psnr, msssim) for `dvc plots`.
 
 # %%
-m = dvcfiles.metrics(table, contrasts, dense_bd, mono, z_low)
+m = dvcfiles.metrics(table, contrasts, dense_bd, mono, z_low, ablation.keys_of(R))
 dvcfiles.write_metrics(m, out["metrics"])
 # the results document: every number in it printed from these tables, never typed by hand
-doc = summary.results_document(R, table, contrasts, dense_rows, profile, stage_code_version("figures"), final_label)
+doc = summary.results_document(R, table, contrasts, dense_rows, profile, stage_code_version("figures"), final_label,
+                               dense=dense, final_files={a: str(p.relative_to(ROOT)) for a, p in final.items()})
 doc_file = paths.get("results_doc", "docs/results.md")
 summary.write_results_document(ROOT / doc_file, doc)
 print(f"{doc_file}: written ({len(doc.splitlines())} lines)")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from vrlic.measure import bdrate, sweep, verdict, visual
-from vrlic.report import dvcfiles, figures, tables
+from vrlic.report import detail_figures, dvcfiles, figures, tables
 from vrlic.study import ablation
 from vrlic.training import offsets
 from vrlic.measure.bdrate import bd_summary
@@ -200,24 +200,24 @@ def test_every_figure_writes_a_png(synthetic, dense, tmp_path):
     curves = ablation.variant_curves(synthetic)
     _png(figures.contrast_figure(tables.contrast_table(curves), tmp_path / "contrasts.png"))
     refs = ablation.references(synthetic)
-    _png(figures.per_image_rd_figure(dense, refs, tmp_path / "per_image_rd.png"))
+    _png(detail_figures.per_image_rd_figure(dense, refs, tmp_path / "per_image_rd.png"))
     per = tables.per_image_bd(curves)
     assert len(per) == len(ARCHS) * len(ABLATION_GRID) * 2 * 2 * len(IMAGES)
-    _png(figures.per_image_bd_figure(per, tmp_path / "per_image_bd.png"))
-    _png(figures.step_bpp_figure(dense, tmp_path / "step_bpp.png"))
+    _png(detail_figures.per_image_bd_figure(per, tmp_path / "per_image_bd.png"))
+    _png(detail_figures.step_bpp_figure(dense, tmp_path / "step_bpp.png"))
     sig, st = np.geomspace(0.11, 64, 20), np.geomspace(0.5, 4, 6)
     surf = pd.DataFrame([{"step": s, "sigma_q": q, "delta": 0.3 / (1 + q) * s} for s in st for q in sig])
     surf.attrs["trained_steps"] = [0.5, 4.0]
-    _png(figures.offset_surface_figure({ARCHS[0]: surf}, tmp_path / "offsets.png"))
+    _png(detail_figures.offset_surface_figure({ARCHS[0]: surf}, tmp_path / "offsets.png"))
     share = tables.z_share_table(synthetic, dense)
     assert set(share.curve) == {sweep.CURVE_VR, "variable-rate z (stage 04)", "fixed-step z (stage 04)"}
-    _png(figures.z_share_figure(share, tmp_path / "z_share.png"))
+    _png(detail_figures.z_share_figure(share, tmp_path / "z_share.png"))
     g = torch.linspace(0, 1, 48)
     img = torch.stack([g.expand(48, 48), g.expand(48, 48).T, torch.full((48, 48), 0.5)])
     ex = {"image": "kodim01", "arch": ARCHS[0], "lmbda": 0.0067, "crop_box": (0, 0, 48), "original": img,
           "anchor": img * 0.9, "vr": img * 0.95, "anchor_bpp": 0.4, "anchor_psnr": 30.1, "anchor_psnr_crop": 29.0,
           "vr_bpp": 0.39, "vr_psnr": 30.4, "vr_psnr_crop": 29.5, "vr_step": 2.1, "vr_in_trained_range": True}
-    _png(figures.visual_figure([ex], tmp_path / "visual.png"))
+    _png(detail_figures.visual_figure([ex], tmp_path / "visual.png"))
 
 
 def test_visual_example_and_offset_surface_on_tiny_models(tmp_path):
@@ -253,3 +253,185 @@ def test_contrast_spread_is_the_direct_contrasts_own(synthetic):
     wide = {"contrasts": {key: {"values": {"0": vals[key], "1": 50.0}, "spread": 50.0 - vals[key]}}}
     row = pick(tables.contrast_table(curves, wide))
     assert row.seed_spread == pytest.approx(50.0 - vals[key]) and row.verdict == "no difference"
+
+
+# ----- issue 24: figure defects --------------------------------------------------------------------
+def _capture(monkeypatch, module, name="_save"):
+    """Keep the figure a figure function saves (and closes), to look at what it drew."""
+    kept = []
+    orig = getattr(module, name)
+
+    def save(fig, path, *a, **k):
+        kept.append(fig)
+        return orig(fig, path, *a, **k)
+
+    monkeypatch.setattr(module, name, save)
+    return kept
+
+
+def _assert_legend_below(fig):
+    """One legend for the figure, under every panel (it covers no curve)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the figure may be closed already: draw it on a canvas of its own
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    top = fig.legends[0].get_window_extent(renderer).y1
+    assert all(top <= ax.get_tightbbox(renderer).y0 + 1 for ax in fig.axes)
+
+
+def _legend_texts(fig):
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+def test_signed_numbers_are_signed_once(monkeypatch, tmp_path):
+    from vrlic.draw import plots
+
+    assert plots.signed(0.9) == "+0.9" and plots.signed(-0.9) == "\u22120.9"
+    assert plots.signed(-0.04) == "0.0" and plots.signed(0.0) == "0.0"  # no sign on a zero
+    assert plots.signed(math.nan) == "n/a" and plots.signed(None) == "n/a" and plots.signed(-12.345, 2) == "\u221212.35"
+    kept = _capture(monkeypatch, plots, "save_figure")
+    curve = {"iter": [100, 200, 300, 400, 500], "loss": [3.0, 2.0, 1.5, 1.49, 1.5]}
+    plots.convergence_figure({"a": {**curve, "last20_improvement_pct": -0.9},   # the loss rose by 0.9 %
+                              "b": {**curve, "last20_improvement_pct": 0.2}}, tmp_path / "conv.png")
+    labels = [t.get_text() for t in kept[0].axes[0].get_legend().get_texts()]
+    assert any("+0.9 %" in l for l in labels) and any("\u22120.2 %" in l for l in labels)
+    assert not any(m + n in l for l in labels for m in "-\u2212" for n in "-\u2212")  # never "−-0.9"
+
+
+def test_anchors_rd_legend_below_the_curves(synthetic, tmp_path):
+    from vrlic.draw import plots
+    from vrlic.study.anchors import rd_table
+
+    t = rd_table({a: r for a, r in synthetic["anchors"]["models"].items()})
+    fig = plots.rd_figure(t.assign(curve=t["arch"]), hue="curve", title="anchors")
+    _assert_legend_below(fig)
+    assert set(_legend_texts(fig)) == set(ARCHS)
+    plots.save_figure(fig, tmp_path / "anchors_rd.png")
+
+
+def test_rd_styles_tell_the_variants_apart(synthetic, dense, monkeypatch, tmp_path):
+    from matplotlib.colors import to_rgb
+
+    curves = ["final", "scratch", "ft", *[f"v{i}" for i in range(6)], "JPEG"]
+    kinds = {"final": "vr", "scratch": "anchor", "ft": "anchor", "JPEG": "classical",
+             **{f"v{i}": "variant" for i in range(6)}}
+    kinds["scratch"], kinds["ft"] = "anchor", "anchor"
+    st = figures._styles([figures.CURVE_SCRATCH if c == "scratch" else figures.CURVE_FINETUNED if c == "ft" else c
+                          for c in curves],
+                         {**{(figures.CURVE_SCRATCH if c == "scratch" else figures.CURVE_FINETUNED if c == "ft" else c): k
+                             for c, k in kinds.items()}})
+    var = [st[f"v{i}"] for i in range(6)]
+    assert len({to_rgb(v["color"]) for v in var}) == 6 and len({v["marker"] for v in var}) == 6
+    assert len({str(v["ls"]) for v in var}) > 1
+    for ref in (figures.CURVE_SCRATCH, figures.CURVE_FINETUNED, "JPEG"):  # references: black / grey only
+        r, g, b = to_rgb(st[ref]["color"])
+        assert r == g == b
+        assert to_rgb(st[ref]["color"]) not in {to_rgb(v["color"]) for v in var}
+    kept = _capture(monkeypatch, figures)
+    figures.rd_figure(dvcfiles.rd_long(synthetic, dense), ARCHS[0], tmp_path / "rd.png")
+    fig = kept[0]
+    _assert_legend_below(fig)
+
+
+def test_contrast_seed_band_is_neutral_and_nd_explained(synthetic, monkeypatch, tmp_path):
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Rectangle
+
+    curves = ablation.variant_curves(synthetic)
+    c = tables.contrast_table(curves)
+    c["seed_spread"] = 1.5
+    kept = _capture(monkeypatch, figures)
+    figures.contrast_figure(c, tmp_path / "contrasts.png")
+    fig = kept[0]
+    texts = _legend_texts(fig)
+    assert any(t.startswith("no difference") and "seed spread" in t and "0.5 %" in t for t in texts)
+    # the mark itself ("n.d.", as written beside the bars) drawn as the legend entry's handle
+    assert "n.d." in [h.get_text() for h in fig.legends[0].legend_handles if hasattr(h, "get_text")]
+    arch_colors = {to_rgb(p) for p in __import__("seaborn").color_palette("colorblind", len(ARCHS))}
+    bands = [p for ax in fig.axes for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch() == figures.SEED_BAND["hatch"]]
+    assert bands
+    for band in bands:
+        r, g, b, _ = band.get_facecolor()
+        assert r == g == b and (r, g, b) not in arch_colors
+    for ax in fig.axes:  # no seed band drawn in an architecture's colour any more
+        assert not [l for l in ax.lines if to_rgb(l.get_color()) in arch_colors]
+
+
+def test_solver_labels(monkeypatch, tmp_path):
+    assert detail_figures.solver_label("weighted_sum") == "weighted sum"
+    assert detail_figures.solver_label("mgda_released") == "MGDA (released set-up: offsets on)"
+    assert detail_figures.solver_label("mgda_none") == "MGDA, no normalisation (negative control)"
+    assert detail_figures.solver_label("mgda") == "MGDA"
+    assert detail_figures.solver_label("my_new_mgda_variant") == "my new MGDA variant"  # unknown: generic fallback
+    summary = [{"metric": "psnr-rgb", "verdict": v, "arch": ARCHS[0], "solver": sv, "reference": ref, "bar": 2.0,
+                "paired_median": m, "paired_diff": {"0": m, "1": m + 1}}
+               for sv, v, m in (("mgda", "no difference", 0.5), ("mgda_released", "better", -5.0), ("odd_one", "worse", 4.0))
+               for ref in ("scratch", "direct")]
+    kept = _capture(monkeypatch, detail_figures)
+    _png(detail_figures.solvers_figure(summary, tmp_path / "solvers.png"))
+    ticks = [t.get_text() for t in kept[0].axes[0].get_yticklabels()]
+    assert set(ticks) == {"MGDA", "MGDA (released set-up: offsets on)", "odd one"}
+    assert not any("_" in t for ax in kept[0].axes for t in (x.get_text() for x in ax.get_yticklabels()))
+
+
+def test_visual_titles_show_step_range_and_choices():
+    import torch
+
+    img = torch.zeros(3, 8, 8)
+    ex = {"image": "kodim01", "arch": ARCHS[0], "lmbda": 0.0015, "lmbda_requested": 0.0005, "crop_box": (0, 0, 8),
+          "original": img, "anchor": img, "vr": img, "anchor_bpp": 0.2, "anchor_psnr": 30.1, "anchor_psnr_crop": 29.0,
+          "vr_bpp": 0.19, "vr_psnr": 30.4, "vr_psnr_crop": 29.5, "vr_step": 4.2, "vr_trained_range": (1.0, 5.1),
+          "vr_in_trained_range": True, "vr_clamped": False}
+    _, anchor, vr = detail_figures._visual_titles(ex)
+    assert "λ=0.0015" in anchor and "0.0005" in anchor and "Δ=1" in anchor and "0.200 bpp" in anchor and "30.10 dB" in anchor
+    assert "Δ=4.2" in vr and "1–5.1" in vr and "0.190 bpp" in vr and "30.40 dB" in vr and "OUTSIDE" not in vr
+    assert "clamped" in detail_figures._visual_titles({**ex, "vr_clamped": True, "lmbda": 0.0005})[2]
+
+
+def test_visual_example_stays_inside_the_trained_steps(tmp_path):
+    """The λ of figure 6: an anchor whose rate the model reaches only beyond its largest trained
+    step is skipped for the next λ (the step lies in the trained range); with no reachable anchor
+    the step is clamped to the largest trained step and said so."""
+    import torch
+
+    from vrlic.codec.bitstream import RateTargetError, trained_range
+    from vrlic.codec.imageio import save_image
+    from vrlic.codec.interop import from_single_rate
+    from vrlic.codec.models import build_model, save_model
+
+    torch.manual_seed(0)
+    init = build_model("bmshj2018-hyperprior", 8, 8).eval()
+
+    def amplified(a):  # an untrained model rounds its latent to 0 at every step: scale it up, a rate to control
+        m = build_model("bmshj2018-hyperprior", 8, 8).eval()
+        m.load_state_dict(init.state_dict())
+        with torch.no_grad():
+            m.g_a[-1].weight.mul_(a)
+            m.g_a[-1].bias.mul_(a)
+        return m
+
+    # the VR model's latent is ×40, the anchors' ×15 (its rate: the model's near Δ ≈ 2.7, inside the
+    # trained 1..5.2) and ×4 (the model's near Δ ≈ 10: beyond its largest trained step)
+    save_model(amplified(15), "bmshj2018-hyperprior", tmp_path / "a_hi.pth.tar", lmbda=0.18)
+    save_model(amplified(4), "bmshj2018-hyperprior", tmp_path / "a_lo.pth.tar", lmbda=0.0067)
+    vr = from_single_rate(amplified(40), "bmshj2018-hyperprior", lambdas=[0.0067, 0.18], vr_hyper=False, offsets=True,
+                          train_gains=False)
+    save_model(vr, "bmshj2018-hyperprior", tmp_path / "vr.pth.tar")
+    lo, hi = trained_range(vr)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    save_image(torch.stack([xx, yy, (xx * yy * 7).sin().abs()]), tmp_path / "img.png")
+    args = (tmp_path / "vr.pth.tar",)
+    with pytest.raises(RateTargetError):  # in range only: the low anchor's rate is out of reach
+        visual.visual_example(*args, tmp_path / "a_lo.pth.tar", tmp_path / "img.png", crop=64)
+    out = visual.visual_example(*args, tmp_path / "a_lo.pth.tar", tmp_path / "img.png", crop=64, in_range=False)
+    assert not out["vr_in_trained_range"] and out["vr_step"] > hi  # what the old figure showed: extrapolation
+    anchors = {0.0067: tmp_path / "a_lo.pth.tar", 0.18: tmp_path / "a_hi.pth.tar"}
+    ex = visual.in_range_example(*args, anchors, tmp_path / "img.png", crop=64)
+    assert ex["lmbda"] == 0.18 and ex["lmbda_requested"] == 0.0067 and ex["lmbda_skipped"] == [0.0067]
+    assert ex["vr_in_trained_range"] and lo * (1 - 1e-6) <= ex["vr_step"] <= hi * (1 + 1e-6) and not ex["vr_clamped"]
+    assert ex["vr_bpp"] <= ex["anchor_bpp"] + 1e-9 and ex["vr_trained_range"] == pytest.approx((lo, hi))
+    clamped = visual.in_range_example(*args, {0.0067: tmp_path / "a_lo.pth.tar"}, tmp_path / "img.png", crop=64)
+    assert clamped["vr_clamped"] and clamped["vr_step"] == pytest.approx(hi) and clamped["lmbda"] == 0.0067
+    assert clamped["vr_bpp"] > clamped["anchor_bpp"]

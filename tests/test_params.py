@@ -129,7 +129,7 @@ def test_an_interactive_run_writes_to_the_scratch_folder(root, tmp_path, monkeyp
     import json
 
     from conftest import copy_project
-    from vrlic.pipeline.params import notebook_params
+    from vrlic.pipeline.start import notebook_params
 
     proj = copy_project(tmp_path / "proj")
     monkeypatch.setenv("VRLIC_ROOT", str(proj))

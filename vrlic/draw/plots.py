@@ -11,10 +11,43 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 
+MINUS = "\u2212"  # the typographic minus sign
+
+
+def signed(value: float, digits: int = 1) -> str:
+    """``value`` with its sign written once: "+0.9", "−0.2" (a true minus sign, U+2212), "0.0" for
+    zero and "n/a" for NaN/None; never a sign glued before a signed number ("−-0.9")."""
+    if value is None or value != value:
+        return "n/a"
+    text = f"{value:+.{digits}f}"
+    if float(text) == 0:  # "+0.0" and "-0.0" read as a direction that is not there
+        return text[1:]
+    return text.replace("-", MINUS)
+
+
+def _legend_below(fig, axes, ncol: int | None = None, fontsize: float = 9) -> None:
+    """One legend for every panel, under the panels (the axes' own legends removed): it never
+    covers a curve."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if not handles:
+        fig.tight_layout()
+        return
+    ncol = ncol or min(len(handles), 4)
+    rows = -(-len(handles) // ncol)
+    bottom = (0.25 + 0.24 * rows) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=fontsize,
+               bbox_to_anchor=(0.5, 0.005))
+
+
 def rd_figure(table, hue: str = "arch", style: str | None = None, title: str = "", metrics=("psnr-rgb", "ms-ssim-rgb")):
-    """Lines of ``metric`` vs bpp, one per ``hue`` (and ``style``) value of a long-format table."""
+    """Lines of ``metric`` vs bpp, one per ``hue`` (and ``style``) value of a long-format table; one
+    legend for both panels, under them."""
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.6), squeeze=False)
     labels = {"psnr-rgb": "PSNR RGB (dB)", "ms-ssim-rgb": "MS-SSIM RGB"}
     for ax, metric in zip(axes[0], metrics):
         sns.lineplot(data=table.sort_values("bpp"), x="bpp", y=metric, hue=hue, style=style, marker="o",
@@ -23,7 +56,7 @@ def rd_figure(table, hue: str = "arch", style: str | None = None, title: str = "
         ax.set_ylabel(labels.get(metric, metric))
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _legend_below(fig, list(axes[0]))
     return fig
 
 
@@ -77,11 +110,12 @@ def offsets_figure(emp, lrn, path: str | os.PathLike) -> Path:
 
 def convergence_figure(curves: dict, path: str | os.PathLike) -> Path:
     """Validation loss over the iterations, one line per architecture (``vrlic.training.convergence``), with
-    the last 20 % of the run shaded."""
+    the last 20 % of the run shaded; the legend gives the loss change over that stretch, signed once
+    (``signed``: −0.2 % = the loss fell, +0.9 % = it rose; ``last20_improvement_pct`` is the drop)."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for arch, c in curves.items():
-        ax.plot(c["iter"], c["loss"], marker="o", ms=3, label=f"{arch} (last 20 %: −{c['last20_improvement_pct']:.1f} %)")
+        ax.plot(c["iter"], c["loss"], marker="o", ms=3, label=f"{arch} (last 20 %: loss {signed(-c['last20_improvement_pct'])} %)")
         ax.axvspan(0.8 * c["iter"][-1], c["iter"][-1], color="grey", alpha=0.08)
     ax.set(xlabel="training iteration", ylabel="validation loss (bpp + λ·255²·MSE)", yscale="log",
            title="Base model: validation loss")

@@ -17,6 +17,7 @@ from vrlic.infra.paths import project_root
 from vrlic.pipeline.method import STAGE_SWITCHES, check_method, resolve_arms
 
 PROFILES = ("mini", "mini3", "smoke", "paper")
+PROJECT = "project"  # the notebooks' ``root`` under `dvc repro`: write the project's tracked results
 STAGES = ("base_models", "posttrain", "offsets", "hyperlatent", "figures")
 
 
@@ -94,31 +95,3 @@ def method_arm(record: Mapping[str, Any], what: str = "") -> str:
         raise ValueError(f"{what or 'this results file'} records no method arm: it predates params.yaml's `method`; "
                          "re-run its stage (`dvc repro`)")
     return arm
-
-
-PROJECT = "project"  # the ``root`` the pipeline's stage commands give: write the tracked results
-
-
-def notebook_params(stage: str, root: str | os.PathLike | None = None, profile: str | None = None,
-                    overrides: Mapping[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
-    """What a stage notebook starts from: (output root, the stage's parameters).
-
-    Parameters come from the project's params.yaml. Outputs go under ``root``: ``"project"`` (what
-    ``dvc repro`` runs) is the project root; a path is that folder (tests send a whole run to a
-    temporary one); None, an interactive run, is the scratch folder ``outputs/scratch/<profile>``,
-    with what the stage reads copied or built there (``vrlic.pipeline.scratch``): stepping through
-    a notebook never writes a tracked file.
-    """
-    project = project_root()
-    overrides = dict(overrides or {})
-    if root is None:
-        from vrlic.pipeline.scratch import prepare
-
-        params = load_params(project / "params.yaml")
-        out_root = prepare(stage, profile, project)
-        data_dir = str(project / params["paths"]["data"])  # the images stay where they are
-        overrides = deep_merge({"data": {"dir": data_dir}}, overrides)
-        print(f"interactive run: outputs go to {out_root} (set `root = \"project\"` to write the project's results)")
-    else:
-        out_root = project if str(root) == PROJECT else Path(root)
-    return out_root, stage_params(stage, load_params(project / "params.yaml"), profile, overrides)

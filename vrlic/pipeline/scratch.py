@@ -68,6 +68,11 @@ def prepare(stage: str, profile: str | None = None, project: Path | None = None)
         else:
             print(f"scratch: building stage {earlier} ({profile} profile) in {scratch}", flush=True)
             _run(earlier, scratch, profile, project)
+    own = {"base_models": paths["base_models"]}.get(stage, paths.get(f"{stage}_models"))
+    if own and profile == active_profile(params) and (project / own).is_dir() and not (scratch / own).exists():
+        # the stage's own finished models: reused where the run is the same configuration, so stepping
+        # through after `make repro` evaluates rather than retrains
+        shutil.copytree(project / own, scratch / own)
     return scratch
 
 
