@@ -32,9 +32,11 @@ def test_paper_profile_rehearsal(root, fake_zoo_small, tmp_path):  # noqa: F811
                           "kodak_lock": str(out / "results/kodak.lock.json")},
                  "reference_check": False,  # random weights: checked separately below, where it must fail
                  "common": small, "dense_steps": 4}
+    # The kernel runs outside the project's DVC repo: dvclive then writes no VS Code signal file, whose
+    # removal races between side-by-side runs that end together (2-iteration runs here); see #24's note.
     for nb in NOTEBOOKS:
         run_notebook(root / f"notebooks/{nb}.py", out / f"{nb}.ipynb",
-                     {"root": str(out), "profile": "paper", "overrides": overrides}, cwd=root, log_output=False)
+                     {"root": str(out), "profile": "paper", "overrides": overrides}, cwd=out, log_output=False)
 
     anchors = json.loads((out / "results/anchors.json").read_text())
     assert anchors["profile"] == "paper" and set(anchors["models"]) == set(archs)
