@@ -229,12 +229,9 @@ def _onoff(v) -> str:
 
 def _psnr(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """PSNR (dB) of the 8-bit decoded image, as ``vrlic eval`` measures it."""
-    import math
+    from vrlic.measure.evaluate import image_metrics
 
-    from vrlic.measure.evaluate import quantize_8bit
-
-    mse = float(torch.mean((x - quantize_8bit(x_hat)) ** 2))
-    return 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
+    return image_metrics(x.reshape(1, *x.shape[-3:]), x_hat.reshape(1, *x_hat.shape[-3:]))["psnr-rgb"]
 
 
 def info_lines(path: str, images: Sequence[str] = ()) -> list[str]:
