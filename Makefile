@@ -14,7 +14,7 @@ export OMP_DYNAMIC := FALSE
 export MKL_CBWR := AUTO,STRICT
 export MPLBACKEND := Agg
 
-.PHONY: repro test verify noise solvers lab step scratch-data data venv clean-venv
+.PHONY: repro test verify noise solvers lab step data venv clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -56,18 +56,13 @@ solvers: data
 # Step through one stage without touching the tracked results: `make step STAGE=03 PROFILE=smoke`
 # runs notebook 03 with every output under outputs/scratch/smoke/, the stages it needs built there first.
 STAGE ?= 01
-step: scratch-data
+step: data
 	python -m vrlic.pipeline.scratch $(STAGE) $(if $(PROFILE),--profile $(PROFILE))
-
-# The scratch folders see the project's data/ (an earlier stage built there on the fly reads its
-# images relative to the folder it writes to).
-scratch-data: data
-	@for p in mini mini3 smoke paper; do mkdir -p outputs/scratch/$$p && ln -sfn ../../../data outputs/scratch/$$p/data; done
 
 # Step through the notebooks: JupyterLab from the project's environment; jupytext opens the
 # notebooks/*.py sources as notebooks, each parameters cell reads params.yaml's profile, and a
 # notebook run by hand writes to outputs/scratch/<profile>/, never to the tracked results.
-lab: scratch-data
+lab: data
 	@python -c "import jupyterlab" 2>/dev/null || python -m pip install --quiet 'jupyterlab>=4'
 	jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)  # containers often run as root
 

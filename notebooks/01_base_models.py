@@ -67,7 +67,7 @@ models_dir = ROOT / paths["base_models"]
 anchors = []
 if P["source"] == "train":
     anchors = train_anchors(P, architectures, lambdas, train_files, models_dir, dev, log_dir=ROOT / paths["base_logs"],
-                            val_files=val_files, jobs=P["jobs"])
+                            val_files=val_files, jobs=P["jobs"], nproc_per_node=P["nproc_per_node"])
 elif P["source"] == "zoo":
     for arch in architectures:
         for q in P["qualities"]:

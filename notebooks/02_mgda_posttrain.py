@@ -65,7 +65,7 @@ print(f"profile {profile} · device {ctx.device} · λ {lambdas} · variants {li
 # %%
 base_for = lambda arch: base_model_file(ROOT / paths["base_models"], arch, lambdas)  # noqa: E731
 ft = finetune_anchors(base_for, architectures, lambdas, common, ctx.sampler, ROOT / paths["posttrain_models"] / "finetuned",
-                      ctx.device, log_dir=ROOT / paths["posttrain_logs"], jobs=P["jobs"])
+                      ctx.device, log_dir=ROOT / paths["posttrain_logs"], jobs=P["jobs"], nproc_per_node=P["nproc_per_node"])
 ctx.finetuned = evaluate_anchors(ft, ctx.val_files, ctx.device)
 display(rd_table(ctx.finetuned)[["arch", "lmbda", "bpp", "psnr-rgb", "ms-ssim-rgb"]].round(4))
 # L*_k of the excess normalisation: each fine-tuned anchor's training loss at its own λ
@@ -82,7 +82,7 @@ print("reference losses L*_k:", {a: [round(v, 4) for v in r] for a, r in ref_los
 # %%
 remove_arms(ROOT / paths["posttrain_models"], architectures, list(P["left_out"]))  # the method switched them off
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas}, lambda arch, _: base_for(arch),
-                    paths["posttrain_models"], paths["posttrain_logs"], ref_losses=ref_losses, jobs=P["jobs"])
+                    paths["posttrain_models"], paths["posttrain_logs"], ref_losses=ref_losses, jobs=P["jobs"], nproc_per_node=P["nproc_per_node"])
 
 # %% [markdown]
 # ## The objectives and the MGDA weights over training

@@ -75,7 +75,7 @@ remove_arms(ROOT / out_dir, architectures, list(P["left_out"]), *([] if fits els
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
                     lambda arch, name: (ROOT / out_dir / arch / "centroid-fit.pth.tar" if variants[name].get("offsets")
                                         else variant_file(ROOT / init_dir, arch, init_variant)), out_dir,
-                    paths["offsets_logs"], jobs=P["jobs"])
+                    paths["offsets_logs"], jobs=P["jobs"], nproc_per_node=P["nproc_per_node"])
 models = {arch: path for (arch, name), (path, _) in runs.items() if name == offsets_arm}
 
 # %% [markdown]

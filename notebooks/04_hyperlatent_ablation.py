@@ -56,7 +56,7 @@ print(f"profile {profile} · method {P['method']} · from stage 03's {init_varia
 remove_arms(ROOT / paths["hyperlatent_models"], architectures, list(P["left_out"]))  # the method switched them off
 runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas},
                     lambda arch, _: variant_file(ROOT / paths["offsets_models"], arch, init_variant),
-                    paths["hyperlatent_models"], paths["hyperlatent_logs"], jobs=P["jobs"])
+                    paths["hyperlatent_models"], paths["hyperlatent_logs"], jobs=P["jobs"], nproc_per_node=P["nproc_per_node"])
 
 # %% [markdown]
 # ## Rate–distortion and the hyper latent's share of the bitstream

@@ -15,14 +15,64 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-from compressai.entropy_models import EntropyBottleneckVbr
+from compressai.entropy_models import EntropyBottleneck, EntropyBottleneckVbr, EntropyModel, EntropyModelVbr
 from compressai.ops import quantize_ste
+
+from compressai.ops.parametrizers import NonNegativeParametrizer
+
+from vrlic.infra.distributed import global_gradient, world
 
 # The paper's (CompressAI zoo) λ list and the gains the released code initialises them with.
 PAPER_LAMBDAS = [0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18]
 PAPER_GAINS = [0.10000, 0.13944, 0.19293, 0.26874, 0.37268, 0.51801, 0.71957, 1.00000]
 
 MIN_Z_STEP = 0.5
+
+
+# ----- training noise -----------------------------------------------------------------------
+def uniform_noise(like: torch.Tensor, batch_dim: int = 0) -> torch.Tensor:
+    """U(−½, ½) noise shaped like ``like``, training's stand-in for rounding. Under data parallelism
+    (``vrlic.infra.distributed``) every rank draws the noise of the global batch and keeps its own
+    slice of ``batch_dim``, so that N processes add exactly what one process adds to the whole batch."""
+    w = world()
+    if w.size == 1:
+        return torch.empty_like(like).uniform_(-0.5, 0.5)
+    shape = list(like.shape)
+    n = shape[batch_dim]
+    shape[batch_dim] = n * w.size
+    full = torch.empty(shape, dtype=like.dtype, device=like.device).uniform_(-0.5, 0.5)
+    return full.narrow(batch_dim, w.rank * n, n)
+
+
+def exact_under_data_parallelism() -> None:
+    """Make CompressAI's training compute, over N data-parallel ranks, what one process computes on
+    the global batch (called once in each torchrun worker; in one process nothing changes):
+
+    * its training noise goes through ``uniform_noise`` (CompressAI draws it inline in ``quantize``,
+      with no hook; its bottlenecks quantize a (C, 1, B·H·W) view, batch-major in the last
+      dimension, the conditionals the (B, C, H, W) tensor itself);
+    * GDN's non-negative parameters pass their gradient through ``LowerBound``, which keeps it or
+      not by its sign: that sign must be the global batch's, not each rank's (``global_gradient``).
+    """
+    if not getattr(NonNegativeParametrizer.forward, "global_gradient", False):
+        def forward(self, x):
+            return global_gradient(self.lower_bound(x)) ** 2 - self.pedestal
+
+        forward.global_gradient = True
+        NonNegativeParametrizer.forward = forward
+    for cls in (EntropyModel, EntropyModelVbr):
+        original = cls.quantize
+        if getattr(original, "shares_noise", False):
+            continue
+
+        def quantize(self, inputs, mode, means=None, _original=original):
+            if mode != "noise":
+                return _original(self, inputs, mode, means)
+            bottleneck = isinstance(self, (EntropyBottleneck, EntropyBottleneckVbr))
+            return inputs + uniform_noise(inputs, batch_dim=-1 if bottleneck else 0)
+
+        quantize.shares_noise = True
+        cls.quantize = quantize
 
 
 # ----- the step-size table ------------------------------------------------------------------
@@ -156,7 +206,7 @@ class VariableStepBottleneck(EntropyBottleneckVbr):
             _, z_lik = self(z)
             return quantize_ste(z - medians) + medians, z_lik
         if self.training:
-            z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) * zq
+            z_noisy = z + uniform_noise(z) * zq
             z_hat = quantize_ste((z - medians) / zq) * zq + medians
         else:
             z_noisy = z_hat = torch.round((z - medians) / zq) * zq + medians

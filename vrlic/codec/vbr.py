@@ -34,6 +34,7 @@ from vrlic.codec import architectures
 from vrlic.codec.quantization import (MIN_Z_STEP, PAPER_LAMBDAS, OffsetDequantizer, VariableStepBottleneck, ZStepNet, as_gain,
                            default_gains, round_with_ste, step_for_lambda)
 from vrlic.codec.wavefront import StreamDecoder, run_causal
+from vrlic.infra.distributed import global_gradient
 
 _TABLE_BUFFERS = {"entropy_bottleneck": ["_quantized_cdf", "_offset", "_cdf_length"],
                   "gaussian_conditional": ["_quantized_cdf", "_offset", "_cdf_length", "scale_table"]}
@@ -96,7 +97,9 @@ class VariableRateMixin:
         """Δz for gain G (None for the fixed-step hyper latent)."""
         if not self.vr_hyper:
             return None
-        return self.lower_bound_zqstep(self.gayn2zqstep((1.0 / gain).reshape(1, 1))).reshape(())
+        # LowerBound's backward depends on the sign of its gradient: under data parallelism that must
+        # be the global batch's (vrlic.infra.distributed.global_gradient)
+        return global_gradient(self.lower_bound_zqstep(self.gayn2zqstep((1.0 / gain).reshape(1, 1)))).reshape(())
 
     def quantize_hyper(self, z: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ẑ, z likelihoods) at the Δz of gain G."""

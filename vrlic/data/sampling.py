@@ -80,12 +80,13 @@ def sampler_spec(sampler: CropSampler) -> dict[str, Any]:
     if not sampler.files:
         raise ValueError("sampler_spec: the sampler was not built from files (CropSampler.from_files)")
     return {"files": list(sampler.files), "crop": sampler.crop, "batch_size": sampler.batch_size,
-            "seed": sampler.seed, "candidates": sampler.candidates}
+            "seed": sampler.seed, "candidates": sampler.candidates, "compact": isinstance(sampler, CompactCropSampler)}
 
 
 def sampler_from_spec(spec: dict[str, Any]) -> CropSampler:
-    """The sampler of ``sampler_spec``."""
-    return CropSampler.from_files(spec["files"], crop=spec["crop"], batch_size=spec["batch_size"], seed=spec["seed"],
+    """The sampler of ``sampler_spec`` (of the same class)."""
+    cls = CompactCropSampler if spec.get("compact") else CropSampler
+    return cls.from_files(spec["files"], crop=spec["crop"], batch_size=spec["batch_size"], seed=spec["seed"],
                                   candidates=spec["candidates"])
 
 

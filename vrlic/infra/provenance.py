@@ -57,7 +57,16 @@ def machine() -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+            info: dict[str, str] = {}
+            for line in f:
+                if not line.strip():
+                    break  # the first processor describes them all
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+        cpu = info.get("model name", cpu)
+        if "cpu family" in info and "model" in info:
+            # a virtual machine's model name can be as vague as "AMD EPYC": family and model tell CPUs apart
+            cpu += f" (family {info['cpu family']}, model {info['model']})"
     except OSError:
         pass
     import torch

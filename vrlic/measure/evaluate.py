@@ -91,7 +91,7 @@ def measure_rd_point(model: torch.nn.Module, files: Sequence[str | os.PathLike],
 def measure_rd_curve(model: torch.nn.Module, files: Sequence[str | os.PathLike], steps: Sequence[float],
                      progress: bool = False) -> list[dict[str, Any]]:
     """RD points of a variable-rate model at each step size (``step`` is recorded in each point)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a terminal bar only: in a kernel these runs print one line (tqdm.auto would want ipywidgets)
 
     images = {Path(f).stem: load_image(f) for f in files}
     model.eval()

@@ -13,6 +13,8 @@ import argparse
 import importlib.util
 import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +51,20 @@ def scrub(nb) -> None:
     nb.nbformat_minor = 4  # 4.5+ requires the cell ids we just removed
 
 
+def _local_kernel(sockets: Path) -> type:
+    """A kernel manager talking to its kernel over local IPC sockets in ``sockets``, not TCP: the
+    kernel is on this machine, and a TCP kernel warns that its traffic is unencrypted."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(sockets / "kernel")
+
+    return LocalKernelManager
+
+
 def run_notebook(source: str | os.PathLike, output: str | os.PathLike, parameters: dict[str, Any],
                  cwd: str | os.PathLike | None = None, log_output: bool = True) -> Path:
     """Execute a jupytext ``.py`` (or ``.ipynb``) notebook with ``parameters``; write ``output``."""
@@ -63,6 +79,9 @@ def run_notebook(source: str | os.PathLike, output: str | os.PathLike, parameter
     os.environ.setdefault("MKL_DYNAMIC", "FALSE")
     os.environ.setdefault("OMP_DYNAMIC", "FALSE")
     os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+    # CompressAI's import calls the deprecated torch.jit.script, once per kernel and worker: not the user's business
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
+                                                          "ignore::FutureWarning:torch.jit._script"]))
     source, output = Path(source), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(source) if source.suffix == ".py" else nbformat.read(source, as_version=4)
@@ -70,8 +89,10 @@ def run_notebook(source: str | os.PathLike, output: str | os.PathLike, parameter
     tmp_in = output.with_name(f".{output.stem}.input.ipynb")
     nbformat.write(nb, tmp_in)
     try:
-        pm.execute_notebook(str(tmp_in), str(output), parameters=parameters, kernel_name="python3",
-                            cwd=str(cwd) if cwd else None, log_output=log_output, progress_bar=False)
+        with tempfile.TemporaryDirectory(prefix="vrlic-kernel-") as sockets:
+            pm.execute_notebook(str(tmp_in), str(output), parameters=parameters, kernel_name="python3",
+                                cwd=str(cwd) if cwd else None, log_output=log_output, progress_bar=False,
+                                kernel_manager_class=_local_kernel(Path(sockets)))
     finally:
         tmp_in.unlink(missing_ok=True)
     done = nbformat.read(output, as_version=4)
@@ -98,7 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output) if args.output else Path("outputs/notebooks") / (Path(args.source).stem + ".ipynb")
     # `root = "project"`: the tracked results (a notebook run by hand writes to the scratch folder);
     # the executed copy holds no absolute path and is the same bytes in any clone.
+    t0 = time.perf_counter()
+    print(f"stage {args.stage} ({params['profile']} profile): {args.source}; progress of long runs below", flush=True)
     run_notebook(root / args.source, root / output, {"root": PROJECT}, cwd=root)
+    m, s = divmod(round(time.perf_counter() - t0), 60)
+    print(f"stage {args.stage}: done in {m} min {s:02d} s; executed notebook {output}", flush=True)
     return 0
 
 

@@ -58,13 +58,16 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> d
     return out
 
 
+TRAINING_STAGES = ("base_models", "posttrain", "offsets", "hyperlatent")
+
+
 def stage_params(stage: str, params: Mapping[str, Any] | None = None, profile: str | None = None,
                  overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The parameters of ``stage`` under ``profile`` (default: the active one).
 
     Returns the stage's defaults merged with the profile's overrides (and then ``overrides``),
     plus ``profile``, the profile's ``architectures`` and ``lambdas``, its ``data`` section (with
-    ``dir`` = ``paths.data``) and ``paths``. Stages 02–04 also get ``method`` (the three switches),
+    ``dir`` = ``paths.data``) and ``paths``; the training stages also get ``nproc_per_node``. Stages 02–04 also get ``method`` (the three switches),
     their ``variants`` resolved against it, the ``method_arm`` the next stage continues from and the
     arms ``left_out`` with the reason (``vrlic.pipeline.method.resolve_arms``).
     """
@@ -81,10 +84,14 @@ def stage_params(stage: str, params: Mapping[str, Any] | None = None, profile: s
     out["data"] = {**deep_merge(params["data"], prof.get("data")), "dir": params["paths"]["data"]}
     out.update(deep_merge(params[stage], prof.get(stage)))
     out = deep_merge(out, overrides)
+    if stage in TRAINING_STAGES:  # every training run of the stage: data-parallel over this many processes
+        out["nproc_per_node"] = int(params.get("nproc_per_node", 1))
     if stage in STAGE_SWITCHES:  # the arms follow the method's switches (vrlic.pipeline.method)
         method = check_method({**(params.get("method") or {}), **(out.pop("method", None) or {})})
         arms, arm, left_out = resolve_arms(stage, method, out["variants"])
-        out.update(method=method, variants=arms, method_arm=arm, left_out=left_out)
+        # only the switches the stage has reached: dvc.yaml tracks those alone, so the record of a
+        # stage that a later switch did not re-run stays true
+        out.update(method={k: method[k] for k in STAGE_SWITCHES[stage]}, variants=arms, method_arm=arm, left_out=left_out)
     return out
 
 

@@ -99,6 +99,7 @@ class BaseModels(Strict):
     seed: int = Field(ge=0)
     device: Device
     jobs: int = Field(default=1, ge=1)
+    nproc_per_node: int = Field(ge=1)  # from params.yaml's top level (vrlic.pipeline.params.stage_params)
     checkpoint: Optional[str] = None
     qualities: Optional[list[int]] = None
     metric: Literal["mse"] = "mse"
@@ -176,6 +177,7 @@ class VariantStage(Strict):
     between: int = Field(ge=0)
     device: Device
     jobs: int = Field(default=1, ge=1)  # runs side by side on the CPU, one thread each
+    nproc_per_node: int = Field(ge=1)  # from params.yaml's top level (vrlic.pipeline.params.stage_params)
     # filled in from `method` by vrlic.pipeline.params.stage_params
     method: Method = Method()
     method_arm: Optional[str] = None
@@ -236,6 +238,7 @@ class ParamsFile(BaseModel):
     profile: Literal["mini", "mini3", "smoke", "paper"]
     paths: Paths
     method: Method = Method()
+    nproc_per_node: int = Field(default=1, ge=1)
     data: dict[str, Any]
     base_models: dict[str, Any]
     posttrain: dict[str, Any]

@@ -53,6 +53,11 @@ def prepare(stage: str, profile: str | None = None, project: Path | None = None)
     params = load_params(project / "params.yaml")
     profile = profile or active_profile(params)
     paths, scratch = params["paths"], scratch_folder(profile, project)
+    data = scratch / paths["data"]
+    if not data.exists() and (project / paths["data"]).is_dir():
+        # the stages built or stepped through here read the project's images (read-only: a link)
+        data.parent.mkdir(parents=True, exist_ok=True)
+        data.symlink_to((project / paths["data"]).resolve(), target_is_directory=True)
     for earlier in list(STAGES)[: list(STAGES).index(stage)]:
         needed = [paths[k] for k in HANDED_ON[earlier]]
         if all((scratch / p).exists() for p in needed):

@@ -15,7 +15,8 @@ import torch
 
 from vrlic.data.sampling import CropSampler
 from vrlic.measure.evaluate import measure_rd_point, results_json
-from vrlic.infra.jobs import side_by_side
+from vrlic.infra.distributed import barrier, recorded, world
+from vrlic.training.launch import run_tasks
 from vrlic.codec.models import load_model, save_model
 from vrlic.training.train import TrainConfig, train_single_rate
 from vrlic.data.zoo import ZOO_LAMBDAS
@@ -71,22 +72,26 @@ def train_anchor(p: dict[str, Any], arch: str, lmbda: float, sampler: CropSample
     state = train_single_rate(cfg, sampler, ckpt, device=device,
                               log_dir=None if log_dir is None else log_dir / arch / lambda_tag(lmbda),
                               progress=progress, on_iter=hook)
-    extra = {"convergence": summary(hook.curve())} if hook is not None else {}
-    save_model(state.model.cpu(), arch, final, lmbda=lmbda, source="train", config=cfg.fingerprint(), **extra)
+    if world().main:  # data-parallel: rank 0 writes, the others wait for the file
+        extra = {"convergence": summary(hook.curve())} if hook is not None else {}
+        save_model(state.model.cpu(), arch, final, lmbda=lmbda, source="train", config=cfg.fingerprint(), **extra,
+                   **recorded())
+    barrier()
     return Anchor(arch, lmbda, final)
 
 
 def train_anchors(p: dict[str, Any], architectures: Sequence[str], lambdas: Sequence[float],
                   train_files: Sequence[Path], out_dir: Path, device: torch.device, log_dir: Path | None = None,
-                  val_files: Sequence[Path] | None = None, jobs: int = 1) -> list[Anchor]:
+                  val_files: Sequence[Path] | None = None, jobs: int = 1, nproc_per_node: int = 1) -> list[Anchor]:
     """Train (or resume, or reuse) the anchor of every (architecture, λ); with ``val_files`` each
     records its validation curve (the base's shows how close it is to a plateau; every anchor's
     whether it drifted). With ``jobs`` > 1 on the CPU, that many runs go side by side with one
-    thread each (``vrlic.infra.jobs.side_by_side``)."""
+    thread each (``vrlic.infra.jobs.side_by_side``); with ``nproc_per_node`` > 1 each run is
+    data-parallel over that many processes (``vrlic.training.launch``)."""
     args = [(p, arch, lmbda, [str(f) for f in train_files], str(out_dir), str(device),
              None if log_dir is None else str(log_dir), [str(f) for f in val_files or []] or None)
             for arch in architectures for lmbda in lambdas]
-    return side_by_side(_train_anchor_task, args, jobs if device.type == "cpu" else 1)
+    return run_tasks(_train_anchor_task, args, jobs if device.type == "cpu" else 1, nproc_per_node)
 
 
 def _train_anchor_task(p: dict[str, Any], arch: str, lmbda: float, train_files: list[str], out_dir: str, device: str,
@@ -178,7 +183,7 @@ def _meta(path: Path) -> dict:
 def evaluate_anchors(anchors: Sequence[Anchor], val_files: Sequence[Path], device: torch.device,
                      progress: bool = False) -> dict[str, dict[str, Any]]:
     """RD points of every anchor on ``val_files``; one CompressAI results JSON per architecture."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a terminal bar only: in a kernel these runs print one line (tqdm.auto would want ipywidgets)
 
     by_arch: dict[str, list[tuple[float, dict[str, float]]]] = {}
     for a in tqdm(anchors, desc="evaluate", disable=not progress, leave=False):

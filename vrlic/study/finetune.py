@@ -16,7 +16,8 @@ import torch
 
 from vrlic.study.anchors import Anchor, lambda_tag
 from vrlic.data.sampling import CropSampler, sampler_from_spec, sampler_spec
-from vrlic.infra.jobs import side_by_side
+from vrlic.infra.distributed import barrier, recorded, world
+from vrlic.training.launch import run_tasks
 from vrlic.codec.models import load_model, save_model, weights_fingerprint
 from vrlic.training.train import TrainConfig, TrainingState, adam, check_sampler, rd_loss, run_training, split_parameters, train_iteration
 
@@ -52,29 +53,32 @@ def finetune_anchor(base_file: str | os.PathLike, arch: str, lmbda: float, commo
     run_training(state, cfg.iters, lambda st, it: train_iteration(st, cfg, sampler.batch(it).to(device)),
                  final.with_name(final.name.replace(".pth.tar", ".train.pt")), cfg.ckpt_every, cfg.seed,
                  f"{arch} fine-tune λ={lmbda:g}", log_dir=None if log_dir is None else Path(log_dir) / arch / f"finetune-{lambda_tag(lmbda)}")
-    save_model(state.model.cpu(), arch, final, lmbda=lmbda, source="finetune", config=cfg.fingerprint())
+    if world().main:  # data-parallel: rank 0 writes, the others wait for the file
+        save_model(state.model.cpu(), arch, final, lmbda=lmbda, source="finetune", config=cfg.fingerprint(), **recorded())
+    barrier()
     return Anchor(arch, lmbda, final)
 
 
 def finetune_anchors(base_for, architectures: Sequence[str], lambdas: Sequence[float], common: dict[str, Any],
                      sampler: CropSampler, out_dir: str | os.PathLike, device: torch.device,
-                     log_dir: str | os.PathLike | None = None, jobs: int = 1) -> list[Anchor]:
+                     log_dir: str | os.PathLike | None = None, jobs: int = 1, nproc_per_node: int = 1) -> list[Anchor]:
     """``finetune_anchor`` for every (architecture, λ); ``base_for(arch)`` gives the base model file.
     With ``jobs`` > 1 on the CPU, that many run side by side with one thread each
-    (``vrlic.infra.jobs.side_by_side``; the sampler must come from ``CropSampler.from_files``)."""
-    if jobs <= 1 or device.type != "cpu":
+    (``vrlic.infra.jobs.side_by_side``; the sampler must come from ``CropSampler.from_files``); with
+    ``nproc_per_node`` > 1 each is data-parallel over that many processes (``vrlic.training.launch``)."""
+    if nproc_per_node <= 1 and (jobs <= 1 or device.type != "cpu"):
         return [finetune_anchor(base_for(arch), arch, lmbda, common, sampler, out_dir, device, log_dir)
                 for arch in architectures for lmbda in lambdas]
     spec = sampler_spec(sampler)
-    tasks = [(str(base_for(arch)), arch, lmbda, common, spec, str(out_dir), None if log_dir is None else str(log_dir))
+    tasks = [(str(base_for(arch)), arch, lmbda, common, spec, str(out_dir), str(device), None if log_dir is None else str(log_dir))
              for arch in architectures for lmbda in lambdas]
-    return side_by_side(_finetune_task, tasks, jobs)
+    return run_tasks(_finetune_task, tasks, jobs, nproc_per_node)
 
 
 def _finetune_task(base_file: str, arch: str, lmbda: float, common: dict[str, Any], spec: dict[str, Any],
-                   out_dir: str, log_dir: str | None) -> Anchor:
-    """One ``finetune_anchor`` on the CPU, from picklable arguments (a ``side_by_side`` task)."""
-    return finetune_anchor(base_file, arch, lmbda, common, sampler_from_spec(spec), out_dir, torch.device("cpu"), log_dir)
+                   out_dir: str, device: str, log_dir: str | None) -> Anchor:
+    """One ``finetune_anchor``, from picklable arguments (a ``side_by_side`` or torchrun task)."""
+    return finetune_anchor(base_file, arch, lmbda, common, sampler_from_spec(spec), out_dir, torch.device(device), log_dir)
 
 
 REFERENCE_BATCHES = 8  # batches over which L*_k is averaged

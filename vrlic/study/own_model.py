@@ -125,18 +125,20 @@ def posttrain_checkpoint(base: str | os.PathLike, out: str | os.PathLike, train_
                          method: dict[str, Any] | None = None, iters: Sequence[int] | None = None,
                          device: str = "auto", log_dir: str | os.PathLike | None = None, progress: bool = True,
                          stop_after: int | None = None, reference: bool = False,
-                         val_dir: str | os.PathLike | None = None, **settings) -> Path | None:
+                         val_dir: str | os.PathLike | None = None, nproc_per_node: int = 1, **settings) -> Path | None:
     """Post-train BASE into OUT with the pipeline's staged schedule (see the module docstring);
-    ``settings`` override every stage's, ``iters`` the stages' iterations in order.
+    ``settings`` override every stage's, ``iters`` the stages' iterations in order; with
+    ``nproc_per_node`` > 1 every training run is data-parallel over that many processes (torchrun).
 
     Returns OUT, or None when ``stop_after`` (iterations of the stage in progress) ended the run
     early (its checkpoint holds it)."""
     from vrlic.codec.imageio import list_images
     from vrlic.data.datasets import check_training_folder
-    from vrlic.data.sampling import CompactCropSampler
+    from vrlic.data.sampling import CompactCropSampler, sampler_spec
     from vrlic.infra.atomic import atomic_path, write_json
     from vrlic.infra.device import pick_device
-    from vrlic.study.variants import run_variant
+    from vrlic.study.variants import variant_task, run_variant
+    from vrlic.training.launch import data_parallel
     from vrlic.training.offsets import fit_or_reuse
 
     unknown = set(settings) - set(SETTINGS)
@@ -175,9 +177,14 @@ def posttrain_checkpoint(base: str | os.PathLike, out: str | os.PathLike, train_
             fit_or_reuse(start, init, arch, files, seed=s["seed"])
         print(f"stage {stage}: arm {arm!r} ({s['moo']}, offsets {'on' if s.get('offsets') else 'off'}, variable-rate z "
               f"{'on' if s.get('vr_hyper') else 'off'}, train {s.get('train', 'all')}), {s['iters']} iterations", flush=True)
-        path, secs = run_variant(arch, arm, s, {"lambdas": lambdas}, init, sampler, work / stage, dev,
-                                 log_dir=None if log_dir is None else Path(log_dir) / stage, progress=progress,
-                                 stop_after=stop_after)
+        stage_logs = None if log_dir is None else Path(log_dir) / stage
+        if nproc_per_node > 1:
+            path, secs = data_parallel(variant_task, (arch, arm, {**s, "lambdas": lambdas}, str(init), sampler_spec(sampler),
+                                                       str(work / stage), str(dev), stage_logs and str(stage_logs)),
+                                       nproc_per_node)
+        else:
+            path, secs = run_variant(arch, arm, s, {"lambdas": lambdas}, init, sampler, work / stage, dev,
+                                     log_dir=stage_logs, progress=progress, stop_after=stop_after)
         if path is None:
             print(f"stage {stage} stopped early; run the same command again to resume from its checkpoint in {work}")
             return None
@@ -193,7 +200,7 @@ def posttrain_checkpoint(base: str | os.PathLike, out: str | os.PathLike, train_
                               "stages": done}
     if reference:
         report["reference"] = _against_reference(work / "base.pth.tar" if (work / "base.pth.tar").exists() else base,
-                                                 arch, lambdas, plan[0][2], files, val_files, out, work, dev)
+                                                 arch, lambdas, plan[0][2], files, val_files, out, work, dev, nproc_per_node)
     write_json(report_file(out), report)
     print(f"{out}: variable-rate {arch} model; stages "
           + " → ".join(f"{d['stage']} ({d['arm']}, {d['iters']} it.)" for d in done) + f"; report {report_file(out)}")
@@ -207,7 +214,7 @@ def report_file(out: str | os.PathLike) -> Path:
 
 
 def _against_reference(base_file, arch: str, lambdas: list[float], common: dict[str, Any], files, val_files,
-                       out: Path, work: Path, dev) -> dict[str, Any]:
+                       out: Path, work: Path, dev, nproc_per_node: int = 1) -> dict[str, Any]:
     """Fine-tune the base at each λ with stage 02's budget, and OUT's BD-rate against those models."""
     from vrlic.data.sampling import CompactCropSampler
     from vrlic.measure.bdrate import METRIC_LABEL, bd_summaries, interval_text
@@ -218,7 +225,8 @@ def _against_reference(base_file, arch: str, lambdas: list[float], common: dict[
     sampler = CompactCropSampler.from_files(files, crop=common["crop"], batch_size=common["batch_size"],
                                             seed=common["seed"], candidates=1)
     print(f"reference: fine-tuning the base at each of {len(lambdas)} λ, {common['iters']} iterations each", flush=True)
-    ft = finetune_anchors(lambda _: base_file, [arch], lambdas, common, sampler, work / "finetuned", dev)
+    ft = finetune_anchors(lambda _: base_file, [arch], lambdas, common, sampler, work / "finetuned", dev,
+                          nproc_per_node=nproc_per_node)
     anchors = evaluate_anchors(ft, val_files, dev)[arch]
     curve = evaluate_variant(out, val_files, dev, between=1)
     bd = bd_summaries(anchors, curve)
@@ -235,8 +243,8 @@ def cmd_posttrain(a: argparse.Namespace) -> int:
             a.base, a.output, a.train_dir, arch=a.arch, lambdas=a.lambdas or PAPER_LAMBDAS, base_lambda=a.base_lambda,
             profile=a.profile, method={k: v for k, v in method.items() if v is not None}, iters=a.iters,
             device=a.device, log_dir=a.log_dir, progress=not a.quiet, stop_after=a.stop_after,
-            reference=a.reference, val_dir=a.val_dir, batch_size=a.batch_size, crop=a.crop, lr=a.lr, seed=a.seed,
-            ckpt_every=a.ckpt_every)
+            reference=a.reference, val_dir=a.val_dir, nproc_per_node=a.nproc_per_node, batch_size=a.batch_size, crop=a.crop,
+            lr=a.lr, seed=a.seed, ckpt_every=a.ckpt_every)
     except (NotADirectoryError, KeyError) as e:
         raise SystemExit(f"error: {e}") from None
     return 0
@@ -276,6 +284,8 @@ def add_posttrain_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="every stage's (default: the profile's)")
     p.add_argument("--ckpt-every", type=int, help="checkpoint interval in iterations (default: the profile's)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="data-parallel processes per training run (torchrun; one GPU each, or the CPU's cores shared out)")
     p.add_argument("--log-dir", help="dvclive log folder (optional)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: end early, resume later

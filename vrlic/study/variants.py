@@ -22,7 +22,8 @@ from vrlic.training.defaults import POSTTRAIN
 from vrlic.training.posttrain import PostTrainConfig, starting_model, backward_passes, posttrain, unfreeze
 from vrlic.infra.provenance import model_code_version
 from vrlic.measure.bdrate import bd_rate, bd_summaries
-from vrlic.infra.jobs import side_by_side
+from vrlic.infra.distributed import barrier, recorded, world
+from vrlic.training.launch import run_tasks
 from vrlic.codec.vbr import VariableRateMixin
 
 _CONFIG_KEYS = set(PostTrainConfig.__dataclass_fields__)
@@ -103,8 +104,11 @@ def run_variant(arch: str, name: str, settings: dict[str, Any], common: dict[str
     if state.iter < cfg.iters:
         return None, state.seconds
     unfreeze(state.model)
-    save_model(state.model.cpu(), arch, final, config=cfg.fingerprint(), variant=name, code=model_code_version())
-    write_json(seconds_file(final), {"seconds": state.seconds})
+    if world().main:  # data-parallel: rank 0 writes, the others wait for the file
+        save_model(state.model.cpu(), arch, final, config=cfg.fingerprint(), variant=name, code=model_code_version(),
+                   **recorded())
+        write_json(seconds_file(final), {"seconds": state.seconds})
+    barrier()
     return final, state.seconds
 
 
@@ -189,11 +193,13 @@ def stage_context(root: Path, p: dict[str, Any], finetuned: bool = False) -> Sta
 
 def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict[str, dict[str, Any]],
                  common: dict[str, Any], init_for, out_dir: str, log_dir: str,
-                 ref_losses: dict[str, Sequence[float]] | None = None, jobs: int = 1) -> dict[tuple[str, str], tuple[Path, float]]:
+                 ref_losses: dict[str, Sequence[float]] | None = None, jobs: int = 1,
+                 nproc_per_node: int = 1) -> dict[tuple[str, str], tuple[Path, float]]:
     """``run_variant`` for every (architecture, variant); ``init_for(arch, variant)`` gives the start
     file, ``ref_losses[arch]`` the L*_k of a variant with the excess normalisation. With ``jobs`` > 1
     on the CPU, that many runs go side by side with one thread each (``vrlic.infra.jobs.side_by_side``),
-    the costliest (most backward passes an iteration) first."""
+    the costliest (most backward passes an iteration) first; with ``nproc_per_node`` > 1 each run is
+    data-parallel over that many processes (``vrlic.training.launch``)."""
 
     keys, tasks, costs = [], [], []
     for arch in architectures:
@@ -203,13 +209,13 @@ def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict
             tasks.append((arch, name, settings, str(init_for(arch, name)), sampler_spec(ctx.sampler), str(ctx.root / out_dir),
                           str(ctx.device), str(ctx.root / log_dir)))
             costs.append(settings["iters"] * backward_passes(settings, len(settings["lambdas"])))
-    done = side_by_side(_variant_task, tasks, jobs if ctx.device.type == "cpu" else 1, costs)
+    done = run_tasks(variant_task, tasks, jobs if ctx.device.type == "cpu" else 1, nproc_per_node, costs)
     return dict(zip(keys, done))
 
 
-def _variant_task(arch: str, name: str, settings: dict[str, Any], init: str, spec: dict[str, Any], out_dir: str,
-                  device: str, log_dir: str) -> tuple[Path, float]:
-    """One ``run_variant``, from picklable arguments (a ``side_by_side`` task)."""
+def variant_task(arch: str, name: str, settings: dict[str, Any], init: str, spec: dict[str, Any], out_dir: str,
+                  device: str, log_dir: str | None) -> tuple[Path, float]:
+    """One ``run_variant``, from picklable arguments (a ``side_by_side`` or torchrun task)."""
     return run_variant(arch, name, settings, {}, init, sampler_from_spec(spec), out_dir, torch.device(device), log_dir=log_dir,
                        progress=False)
 

@@ -44,12 +44,13 @@ import os
 import random as _random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
 from vrlic.codec.interop import from_single_rate
 from vrlic.codec.models import load_model
+from vrlic.infra.distributed import mean, shard, world
 from vrlic.data.sampling import CropSampler
 from vrlic.training import diagnostics, mgda
 from vrlic.training.defaults import MOO_CHOICES, OPTIMIZERS, POSTTRAIN as D, WARMUPS
@@ -213,9 +214,15 @@ def make_state(model: torch.nn.Module, cfg: PostTrainConfig) -> PostTrainState:
 
 
 def _objective_grads(cfg: PostTrainConfig, L: torch.Tensor, y: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """K×D per-objective gradients: w.r.t. the trained parameters, or the latent y (MGDA-UB)."""
+    """K×D per-objective gradients: w.r.t. the trained parameters (of the global batch: averaged over
+    the data-parallel ranks, so that every rank solves for the same weights), or the latent y (MGDA-UB)."""
     if cfg.mgda_grads == "params":
-        return torch.stack([flat_grads(l, params) for l in L])
+        return mean(torch.stack([flat_grads(l, params) for l in L]))
+    if world().size > 1:
+        # each rank's latent holds other images: their gradients are not averaged but concatenated,
+        # which needs a Gram-matrix all-reduce this solver path does not have
+        raise NotImplementedError("mgda_grads: representation runs in one process only; use mgda_grads: params "
+                                  "(the default) under torchrun")
     return torch.stack([torch.autograd.grad(l, y, retain_graph=True)[0].reshape(-1) for l in L])
 
 
@@ -282,7 +289,10 @@ def posttrain_iteration(state: PostTrainState, cfg: PostTrainConfig, x: torch.Te
 
     ``log_diagnostics`` False skips the extra backward passes that ``cfg.diagnostics`` costs the
     weighted sums on this iteration (``posttrain`` sets it on the iterations that are logged).
+    ``x`` is the global batch: this rank trains on its rows; the losses the solvers and the logs
+    see are the global batch's.
     """
+    x = shard(x)
     model = state.model
     model.train()
     for g in state.opt.param_groups:
@@ -297,10 +307,13 @@ def posttrain_iteration(state: PostTrainState, cfg: PostTrainConfig, x: torch.Te
         levels = list(range(K))
     losses, y = objectives(model, x, levels, cfg.lambdas)
     L = torch.stack([l["loss"] for l in losses])
-    check_finite(L.sum(), f"{cfg.arch} post-training", it)
+    stats = mean(torch.stack([torch.stack([l["loss"], l["bpp"], l["mse"]]) for l in losses]).detach())  # K×3
+    Lg = stats[:, 0].contiguous()  # the global batch's losses: what the solvers weigh, on every rank alike
+    check_finite(Lg.sum(), f"{cfg.arch} post-training", it)
     params = [p for g in state.opt.param_groups for p in g["params"]]
     out: dict[str, float] = {}
     weights = torch.ones(len(levels))
+    synced = False  # the gradients already are the global batch's (MGDA's combined direction)
     coef = None
     raw_gram = None
     min_norm = math.nan
@@ -310,7 +323,7 @@ def posttrain_iteration(state: PostTrainState, cfg: PostTrainConfig, x: torch.Te
             weights = w / w.sum()
         else:
             if "balance" not in state.solver:  # fixed at the first iteration, kept in the checkpoint
-                inv = 1.0 / L.detach().double().clamp_min(1e-12)
+                inv = 1.0 / Lg.double().clamp_min(1e-12)
                 state.solver["balance"] = (inv / inv.sum()).float().cpu()
             weights = state.solver["balance"]
         if cfg.diagnostics and log_diagnostics:
@@ -323,7 +336,7 @@ def posttrain_iteration(state: PostTrainState, cfg: PostTrainConfig, x: torch.Te
         solve = "coef" not in state.solver or (it - cfg.warmup_iters()) % cfg.alpha_every == 0
         if solve:
             grads = _objective_grads(cfg, L, y, params)
-            sol = _solve(cfg, moo, grads, L)
+            sol = _solve(cfg, moo, grads, Lg)
             coef, raw_gram, min_norm = sol.coef, sol.gram, sol.min_norm
             if cfg.alpha_ema > 0 and "coef" in state.solver:
                 coef = cfg.alpha_ema * state.solver["coef"].to(coef.device, coef.dtype) + (1.0 - cfg.alpha_ema) * coef
@@ -331,6 +344,7 @@ def posttrain_iteration(state: PostTrainState, cfg: PostTrainConfig, x: torch.Te
             state.solver["alpha"] = sol.alpha.detach().cpu()
             if cfg.mgda_grads == "params":
                 _set_grads(params, mgda.combine(grads, coef.to(grads.dtype)))
+                synced = True
             else:
                 (coef.to(L.dtype) * L).sum().backward()
         else:  # reuse the last weights: one backward pass instead of K
@@ -342,7 +356,7 @@ def posttrain_iteration(state: PostTrainState, cfg: PostTrainConfig, x: torch.Te
             out[f"coef_{k}"] = float(coef[k])
     if raw_gram is not None:
         geom = diagnostics.geometry_from_gram(
-            raw_gram, L.detach(), normalizations=None if cfg.diagnostics else [], ref_losses=cfg.ref_losses,
+            raw_gram, Lg, normalizations=None if cfg.diagnostics else [], ref_losses=cfg.ref_losses,
             excess_eps=cfg.excess_eps, cagrad_c=cfg.cagrad_c if cfg.diagnostics else None)
         out.update(diagnostics.geometry_metrics(geom, full=cfg.diagnostics))
         if coef is None:  # a weighted sum: MGDA's min-norm value of this normalisation, for comparison
@@ -351,23 +365,23 @@ def posttrain_iteration(state: PostTrainState, cfg: PostTrainConfig, x: torch.Te
         c = coef.detach().to("cpu", torch.float64)
         out["min_norm"] = min_norm
         out["dir_norm"] = math.sqrt(max(float(c @ raw_gram @ c), 0.0))  # before clipping
-    aux = optimizer_step(state, cfg.clip_max_norm)
+    aux = optimizer_step(state, cfg.clip_max_norm, synced=synced)
     out["aux"] = aux
-    for i, (k, l) in enumerate(zip(levels, losses)):
-        mse = float(l["mse"].detach())
-        out[f"loss_{k}"] = float(l["loss"].detach())
-        out[f"bpp_{k}"] = float(l["bpp"].detach())
+    for i, (k, (loss, bpp, mse)) in enumerate(zip(levels, stats.tolist())):
+        out[f"loss_{k}"] = loss
+        out[f"bpp_{k}"] = bpp
         out[f"psnr_{k}"] = psnr_from_mse(mse)
         out[f"weight_{k}"] = float(weights[i])
-    out["loss"] = float(L.detach().mean())
+    out["loss"] = float(Lg.mean())
     return out
 
 
 def posttrain(model: torch.nn.Module, cfg: PostTrainConfig, sampler: CropSampler, ckpt_path: str | os.PathLike,
               device: torch.device | str = "cpu", log_dir: str | os.PathLike | None = None, progress: bool = True,
-              stop_after: int | None = None, log_every: int = 10) -> PostTrainState:
+              stop_after: int | None = None, log_every: int = 10,
+              on_iter: Callable[[int, dict[str, float]], None] | None = None) -> PostTrainState:
     """Post-train ``model`` (a variable-rate model) to ``cfg.iters``; resumable like stage 01
-    (the solver's state included)."""
+    (the solver's state included). ``on_iter(iteration, metrics)`` follows every iteration."""
     check_sampler(sampler, cfg)
     device = torch.device(device)
     model = model.to(device)
@@ -379,7 +393,7 @@ def posttrain(model: torch.nn.Module, cfg: PostTrainConfig, sampler: CropSampler
 
     return run_training(state, cfg.iters, iteration,
                         ckpt_path, cfg.ckpt_every, cfg.seed, f"{cfg.arch} {cfg.moo}", log_dir=log_dir,
-                        log_every=log_every, progress=progress, stop_after=stop_after)
+                        log_every=log_every, progress=progress, stop_after=stop_after, on_iter=on_iter)
 
 
 def unfreeze(model: torch.nn.Module) -> torch.nn.Module:

@@ -4,6 +4,10 @@ Loss (CompressAI convention): L = bpp + λ·255²·MSE, with the entropy bottlen
 trained by their own auxiliary loss and optimiser. Training state is checkpointed atomically
 every ``ckpt_every`` iterations; a run restarted with the same configuration resumes where the last
 checkpoint left it, and replays exactly the same batches (see ``CropSampler``).
+
+Every loop here also runs data-parallel under ``torchrun`` (``vrlic.infra.distributed``): each rank
+trains on its rows of the global batch, the ranks average their gradients before each step, and
+rank 0 alone writes checkpoints, logs and the progress bar.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from vrlic.infra.atomic import torch_save
+from vrlic.infra.distributed import average_gradients_, barrier, mean, shard, world
 from vrlic.data.sampling import CropSampler
 from vrlic.codec.models import build_model
 
@@ -155,32 +160,38 @@ def check_finite(loss: torch.Tensor, what: str, it: int) -> None:
                                  "(lower the learning rate or clip_max_norm)")
 
 
-def optimizer_step(state: TrainingState, clip_max_norm: float) -> float:
-    """Clip, step the main optimiser, then one step of the bottleneck quantiles' aux loss."""
+def optimizer_step(state: TrainingState, clip_max_norm: float, synced: bool = False) -> float:
+    """Average the gradients over the data-parallel ranks (unless ``synced``: they already are the
+    global batch's), clip, step the main optimiser, then one step of the bottleneck quantiles' aux loss."""
+    params = [p for g in state.opt.param_groups for p in g["params"]]
+    if not synced:
+        average_gradients_(params)
     if clip_max_norm > 0:
-        params = [p for g in state.opt.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, clip_max_norm)
     state.opt.step()
     aux = state.model.aux_loss()
     aux.backward()
+    # the quantiles' gradient also holds the main loss's share (through the medians): average it too
+    average_gradients_([p for g in state.aux_opt.param_groups for p in g["params"]])
     state.aux_opt.step()
     return float(aux.detach())
 
 
 def train_iteration(state: TrainingState, cfg: TrainConfig, x: torch.Tensor) -> dict[str, float]:
-    """One single-rate optimisation iteration on batch ``x``; returns loss, bpp, mse, psnr, aux."""
+    """One single-rate optimisation iteration on the global batch ``x`` (this rank trains on its
+    rows); returns the global batch's loss, bpp, mse, psnr, and the aux loss."""
+    x = shard(x)
     for g in state.opt.param_groups:
         g["lr"] = cfg.lr_at(state.iter)
     state.model.train()
     state.opt.zero_grad(set_to_none=True)
     state.aux_opt.zero_grad(set_to_none=True)
     losses = rd_loss(state.model(x), x, cfg.lmbda)
-    check_finite(losses["loss"], f"{cfg.arch} λ={cfg.lmbda:g}", state.iter)
+    loss, bpp, mse = mean(torch.stack([losses["loss"], losses["bpp"], losses["mse"]]).detach()).tolist()
+    check_finite(torch.tensor(loss), f"{cfg.arch} λ={cfg.lmbda:g}", state.iter)  # on every rank alike
     losses["loss"].backward()
     aux = optimizer_step(state, cfg.clip_max_norm)
-    mse = float(losses["mse"].detach())
-    return {"loss": float(losses["loss"].detach()), "bpp": float(losses["bpp"].detach()), "mse": mse,
-            "psnr": psnr_from_mse(mse), "aux": aux}
+    return {"loss": loss, "bpp": bpp, "mse": mse, "psnr": psnr_from_mse(mse), "aux": aux}
 
 
 def run_training(
@@ -203,18 +214,20 @@ def run_training(
     ``stop_after`` ends the call after that many iterations of *this* call (used to test resume).
     ``progress`` None shows a live bar only in a terminal; a notebook gets one summary line per run
     (a captured bar would store every refresh, and its timings would change the notebook's bytes).
+    Data-parallel: every rank iterates; rank 0 alone logs, checkpoints and calls ``on_iter``.
     """
-    import sys
+    from tqdm import tqdm  # a terminal bar only: in a kernel these runs print one line (tqdm.auto would want ipywidgets)
 
-    from tqdm.auto import tqdm
-
+    main = world().main
     if progress is None:
         progress = sys.stderr.isatty()
+    progress = progress and main
 
     resumed = state.try_resume(ckpt_path)
-    live = _open_live(log_dir, resumed and state.iter > 0)
+    live = _open_live(log_dir, resumed and state.iter > 0) if main else None
     start = state.iter
     bar = tqdm(total=total_iters, initial=start, disable=not progress, desc=desc, leave=False, mininterval=1.0)
+    terminal = TerminalProgress(desc, total_iters, start) if main and not progress else None
     t0 = time.perf_counter()
     try:
         while state.iter < total_iters:
@@ -226,6 +239,8 @@ def run_training(
             metrics = iter_fn(state, state.iter)
             state.iter += 1
             bar.update(1)
+            if terminal is not None:
+                terminal.update(state.iter)
             if state.iter % log_every == 0 or state.iter == total_iters:
                 if "bpp" in metrics and "psnr" in metrics:
                     bar.set_postfix(bpp=f"{metrics['bpp']:.3f}", psnr=f"{metrics['psnr']:.2f}")
@@ -234,19 +249,47 @@ def run_training(
                     for k, v in metrics.items():
                         live.log_metric(f"train/{k}", v)
                     live.next_step()
-            if on_iter is not None:
+            if on_iter is not None and main:
                 on_iter(state.iter, metrics)
             if state.iter % ckpt_every == 0 or state.iter == total_iters:
-                state.save(ckpt_path)
+                if main:
+                    state.save(ckpt_path)
+                barrier()  # no rank runs ahead of a checkpoint it might have to resume from
     finally:
         bar.close()
         if live is not None:
             live.end()
     state.seconds = time.perf_counter() - t0
-    if not progress and state.iter > start and stop_after is None:
+    if main and not progress and state.iter > start and stop_after is None:
         last = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "bpp", "psnr") if k in metrics)
         print(f"{desc}: iterations {start}→{state.iter}; last batch: {last}")
     return state
+
+
+class TerminalProgress:
+    """Where a run without a live bar stands (a notebook's kernel, a side-by-side worker), on the
+    terminal that started it: a line every ``every`` seconds with the iterations done, the time
+    spent and an estimate of what is left. It goes to the process's original stderr, never into
+    an executed notebook (whose bytes must not depend on timings)."""
+
+    def __init__(self, desc: str, total: int, start: int, every: float = 60.0):
+        self.desc, self.total, self.start, self.every = desc, total, start, every
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, it: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every or it >= self.total or sys.__stderr__ is None:
+            return
+        self.last = now
+        done = it - self.start
+        left = (now - self.t0) / max(done, 1) * (self.total - it)
+        print(f"  {self.desc}: {it}/{self.total} iterations, {_duration(now - self.t0)} so far, about {_duration(left)} left",
+              file=sys.__stderr__, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
 def check_sampler(sampler: CropSampler, cfg: Any) -> None:
