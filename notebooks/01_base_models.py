@@ -59,8 +59,8 @@ print(f"{len(val_files)} validation images: " + ", ".join(p.stem for p in val_fi
 # `ckpt_every` iterations; re-running the stage after a kill resumes from the last checkpoint and
 # replays the same batches, so the result does not depend on where it was interrupted. Loss, bpp
 # and PSNR are logged with dvclive under `paths.base_logs`; every model's validation loss is
-# recorded 20 times over its run. With `jobs: 2` (the mini default) two runs train side by side,
-# one thread each.
+# recorded 20 times over its run. With `jobs: auto` (the default) as many runs as there are usable
+# cores train side by side, one thread each; `nproc_per_node` > 1 makes each run data-parallel.
 
 # %%
 models_dir = ROOT / paths["base_models"]

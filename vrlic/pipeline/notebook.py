@@ -79,9 +79,11 @@ def run_notebook(source: str | os.PathLike, output: str | os.PathLike, parameter
     os.environ.setdefault("MKL_DYNAMIC", "FALSE")
     os.environ.setdefault("OMP_DYNAMIC", "FALSE")
     os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
-    # CompressAI's import calls the deprecated torch.jit.script, once per kernel and worker: not the user's business
+    # Not the user's business: CompressAI's import calls the deprecated torch.jit.script (once per kernel
+    # and worker), and pooch's tqdm.auto looks for notebook widgets that a kernel run by papermill never shows.
     os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
-                                                          "ignore::FutureWarning:torch.jit._script"]))
+                                                          "ignore::FutureWarning:torch.jit._script",
+                                                          "ignore:IProgress not found"]))
     source, output = Path(source), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(source) if source.suffix == ".py" else nbformat.read(source, as_version=4)

@@ -17,6 +17,7 @@ from vrlic.training.defaults import MOO_CHOICES, NORMALIZATIONS, OPTIMIZERS, POS
 ARCHITECTURE_NAMES = ("bmshj2018-hyperprior", "mbt2018-mean", "mbt2018")  # = vrlic.codec.architectures (tested)
 Arch = Literal["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Jobs = Union[Literal["auto"], Annotated[int, Field(ge=1)]]  # runs side by side; auto: the usable cores
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
@@ -98,7 +99,7 @@ class BaseModels(Strict):
     ckpt_every: int = Field(gt=0)
     seed: int = Field(ge=0)
     device: Device
-    jobs: int = Field(default=1, ge=1)
+    jobs: Jobs = 1
     nproc_per_node: int = Field(ge=1)  # from params.yaml's top level (vrlic.pipeline.params.stage_params)
     checkpoint: Optional[str] = None
     qualities: Optional[list[int]] = None
@@ -176,7 +177,7 @@ class VariantStage(Strict):
     variants: dict[str, dict[str, Any]] = Field(min_length=1)
     between: int = Field(ge=0)
     device: Device
-    jobs: int = Field(default=1, ge=1)  # runs side by side on the CPU, one thread each
+    jobs: Jobs = 1  # runs side by side on the CPU, one thread each
     nproc_per_node: int = Field(ge=1)  # from params.yaml's top level (vrlic.pipeline.params.stage_params)
     # filled in from `method` by vrlic.pipeline.params.stage_params
     method: Method = Method()

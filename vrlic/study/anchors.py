@@ -82,7 +82,7 @@ def train_anchor(p: dict[str, Any], arch: str, lmbda: float, sampler: CropSample
 
 def train_anchors(p: dict[str, Any], architectures: Sequence[str], lambdas: Sequence[float],
                   train_files: Sequence[Path], out_dir: Path, device: torch.device, log_dir: Path | None = None,
-                  val_files: Sequence[Path] | None = None, jobs: int = 1, nproc_per_node: int = 1) -> list[Anchor]:
+                  val_files: Sequence[Path] | None = None, jobs: int | str = 1, nproc_per_node: int = 1) -> list[Anchor]:
     """Train (or resume, or reuse) the anchor of every (architecture, λ); with ``val_files`` each
     records its validation curve (the base's shows how close it is to a plateau; every anchor's
     whether it drifted). With ``jobs`` > 1 on the CPU, that many runs go side by side with one

@@ -17,6 +17,7 @@ import torch
 from vrlic.study.anchors import Anchor, lambda_tag
 from vrlic.data.sampling import CropSampler, sampler_from_spec, sampler_spec
 from vrlic.infra.distributed import barrier, recorded, world
+from vrlic.infra.jobs import resolve_jobs
 from vrlic.training.launch import run_tasks
 from vrlic.codec.models import load_model, save_model, weights_fingerprint
 from vrlic.training.train import TrainConfig, TrainingState, adam, check_sampler, rd_loss, run_training, split_parameters, train_iteration
@@ -61,11 +62,12 @@ def finetune_anchor(base_file: str | os.PathLike, arch: str, lmbda: float, commo
 
 def finetune_anchors(base_for, architectures: Sequence[str], lambdas: Sequence[float], common: dict[str, Any],
                      sampler: CropSampler, out_dir: str | os.PathLike, device: torch.device,
-                     log_dir: str | os.PathLike | None = None, jobs: int = 1, nproc_per_node: int = 1) -> list[Anchor]:
+                     log_dir: str | os.PathLike | None = None, jobs: int | str = 1, nproc_per_node: int = 1) -> list[Anchor]:
     """``finetune_anchor`` for every (architecture, λ); ``base_for(arch)`` gives the base model file.
     With ``jobs`` > 1 on the CPU, that many run side by side with one thread each
     (``vrlic.infra.jobs.side_by_side``; the sampler must come from ``CropSampler.from_files``); with
     ``nproc_per_node`` > 1 each is data-parallel over that many processes (``vrlic.training.launch``)."""
+    jobs = resolve_jobs(jobs)
     if nproc_per_node <= 1 and (jobs <= 1 or device.type != "cpu"):
         return [finetune_anchor(base_for(arch), arch, lmbda, common, sampler, out_dir, device, log_dir)
                 for arch in architectures for lmbda in lambdas]

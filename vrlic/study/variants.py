@@ -193,7 +193,7 @@ def stage_context(root: Path, p: dict[str, Any], finetuned: bool = False) -> Sta
 
 def run_variants(ctx: StageContext, architectures: Sequence[str], variants: dict[str, dict[str, Any]],
                  common: dict[str, Any], init_for, out_dir: str, log_dir: str,
-                 ref_losses: dict[str, Sequence[float]] | None = None, jobs: int = 1,
+                 ref_losses: dict[str, Sequence[float]] | None = None, jobs: int | str = 1,
                  nproc_per_node: int = 1) -> dict[tuple[str, str], tuple[Path, float]]:
     """``run_variant`` for every (architecture, variant); ``init_for(arch, variant)`` gives the start
     file, ``ref_losses[arch]`` the L*_k of a variant with the excess normalisation. With ``jobs`` > 1

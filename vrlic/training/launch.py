@@ -20,24 +20,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vrlic.infra.atomic import atomic_path
-from vrlic.infra.jobs import side_by_side
+from vrlic.infra.jobs import side_by_side, usable_cores
 
 
-def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 1, nproc_per_node: int = 1,
+def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int | str = 1, nproc_per_node: int = 1,
               costs: Sequence[float] | None = None) -> list[Any]:
     """``[fn(*task) for task in tasks]``: data-parallel over ``nproc_per_node`` processes each, or
     ``jobs`` side by side (``vrlic.infra.jobs.side_by_side``). ``fn`` must be importable."""
     if nproc_per_node > 1:
         return [data_parallel(fn, task, nproc_per_node) for task in tasks]
     return side_by_side(fn, tasks, jobs, costs)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def data_parallel(fn: Callable[..., Any], task: tuple, nproc_per_node: int) -> Any:
