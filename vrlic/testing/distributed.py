@@ -35,12 +35,11 @@ def short_run(kind: str, base: str, files: Sequence[str], work: str, iters: int 
     """``iters`` iterations of one training loop from ``base``: ``single_rate`` (a fine-tuned anchor at
     the highest λ), or post-training with ``kind`` as the solver (weighted_sum, mgda, cagrad, …).
     Returns the final parameters, the solver's weights at every iteration and the wall time."""
-    from vrlic.codec.models import load_model
+    from vrlic.codec.models import load_model, weights_fingerprint
     from vrlic.data.sampling import CropSampler
     from vrlic.study.finetune import finetune_config
     from vrlic.training.posttrain import PostTrainConfig, posttrain, starting_model
     from vrlic.training.train import TrainingState, adam, run_training, split_parameters, train_iteration
-    from vrlic.codec.models import weights_fingerprint
 
     sampler = CropSampler.from_files(files, crop=crop, batch_size=batch_size, seed=0)
     work = Path(work)
