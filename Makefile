@@ -14,7 +14,7 @@ export OMP_DYNAMIC := FALSE
 export MKL_CBWR := AUTO,STRICT
 export MPLBACKEND := Agg
 
-.PHONY: repro test verify noise solvers lab step data venv clean-venv
+.PHONY: repro test verify noise solvers scaling lab step data venv clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,11 @@ data: venv
 repro: data
 	dvc repro
 
+# One pytest-xdist worker per core, whole files each (a module's fixtures are built once), one
+# thread each; the slowest tests are listed at the end. TEST_WORKERS=1: one process, two threads.
+TEST_WORKERS ?= auto
 test: data
-	python -m pytest -q
+	python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # After `make repro`: every regenerated number against the committed one, BD-rates against their
 # committed seed spread. Exit 0: identical; 1: reproduced within the seed noise; 2: not reproduced.
@@ -51,6 +54,14 @@ noise: data
 # at equal iterations, for each seed → results/solvers.{json,csv}; then stage 05 is redrawn.
 solvers: data
 	python -m vrlic.study.solver_study --jobs 2
+	dvc repro -f -s figures
+
+# The scaling study (opt-in, hours on 2 cores, built up over several runs): the gap to equal-budget
+# fine-tuned anchors against the post-training budget, the width, the base's budget and the λ range,
+# a base per seed → results/scaling/ (one file per point, never recomputed), results/scaling.{csv,json},
+# README's generated answer; then stage 05 is redrawn. SCALING_ARGS, e.g. --minutes 60 or --list.
+scaling: data
+	python -m vrlic.scaling.run $(SCALING_ARGS)
 	dvc repro -f -s figures
 
 # Step through one stage without touching the tracked results: `make step STAGE=03 PROFILE=smoke`

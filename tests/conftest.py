@@ -11,6 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 os.environ.setdefault("OMP_DYNAMIC", "FALSE")
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+# `make test` runs the suite in as many pytest-xdist workers as there are cores, whole files each
+# (a module's fixtures are built once): one thread per worker, and for every notebook kernel and
+# subprocess it starts, so that the workers share the cores instead of spinning on each other.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +52,7 @@ def one_thread():
 def _threads():
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1 if WORKERS > 1 else min(2, os.cpu_count() or 1))
     yield
 
 

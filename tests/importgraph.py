@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vrlic"
 # Layer ranks: a module may import from a lower rank, or from its own subpackage; peers of one rank
 # (training / measure; study / draw) stay independent. pipeline reads training's defaults.
 RANKS = {"infra": 0, "codec": 1, "data": 2, "training": 3, "measure": 3, "pipeline": 4, "study": 5, "draw": 5,
-         "report": 6, "cli": 7, "verify": 7, "testing": 7, "__init__": 0}
+         "report": 6, "scaling": 7, "cli": 8, "verify": 8, "testing": 8, "__init__": 0}
 
 
 def module_name(path: Path) -> str:

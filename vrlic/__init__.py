@@ -2,7 +2,7 @@
 
 Subpackages by role, each importing only from the layers below it (``tests/test_layers.py``):
 
-    infra < codec < data < {training, measure} < pipeline < {study, draw} < report < cli
+    infra < codec < data < {training, measure} < pipeline < {study, draw} < report < scaling < cli
 
     infra     atomic files, project paths, code provenance, workers, devices
     codec     models, variable-step quantization and offsets, variable-rate models, bitstreams
@@ -13,5 +13,6 @@ Subpackages by role, each importing only from the layers below it (``tests/test_
     study     anchors, post-training variants, the ablation grid, seed noise, the solver study
     draw      the figures of stages 01–04
     report    stage 05: tables, figures, DVC's metrics and plots, docs/results.md
+    scaling   ``make scaling``: the gap against compute (budget, width, base budget, λ range)
 """
 __version__ = "0.1.0"
