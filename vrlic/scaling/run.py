@@ -42,6 +42,23 @@ def base_file(root: Path, p: Point) -> Path:
     return root / WORK_DIR / "bases" / base_slug(p) / p.arch / f"lmbda{max(p.lambdas):.4f}.pth.tar"
 
 
+def _base_recipe(S: dict[str, Any], p: Point) -> dict[str, Any]:
+    """Stage 01's recipe for ``p``'s base: its width, its iterations, its seed's chain."""
+    return {**S["base"], "N": p.N, "M": p.M, "iters": p.base_iters, "seed": S["base"]["seed"] + p.seed * SEED_SHIFT,
+            "data": S["data"]}
+
+
+def base_current(root: Path, p: Point, S: dict[str, Any]) -> bool:
+    """Whether ``p``'s base model exists for this recipe and this model code."""
+    import torch
+
+    from vrlic.study.anchors import train_config
+
+    f = base_file(root, p)
+    cfg = train_config(_base_recipe(S, p), p.arch, max(p.lambdas)).fingerprint()
+    return f.exists() and torch.load(f, map_location="cpu", weights_only=False).get("config") == cfg
+
+
 def train_base(root: str, p: Point) -> str:
     """The point's base model (trained with stage 01's recipe, ``base_iters`` iterations, the seed's
     chain); seed 0's default base is stage 01's own file when its configuration matches."""
@@ -54,8 +71,7 @@ def train_base(root: str, p: Point) -> str:
     root_p = Path(root)
     params = load_params(root_p / "params.yaml")
     S = settings(params)
-    p1 = {**S["base"], "N": p.N, "M": p.M, "iters": p.base_iters, "seed": S["base"]["seed"] + p.seed * SEED_SHIFT,
-          "data": S["data"]}
+    p1 = _base_recipe(S, p)
     lmbda = max(p.lambdas)
     final = base_file(root_p, p)
     project = base_model_file(root_p / params["paths"]["base_models"], p.arch, S["base_lambdas"])
@@ -99,8 +115,8 @@ def run_point(root: str, p: Point) -> str:
     train_files, val_files = _files(root_p, S)
     work = root_p / WORK_DIR / "points" / p.slug
     base = base_file(root_p, p)
-    if not base.exists():
-        raise FileNotFoundError(f"{base}: the base of {p.slug} is missing (train_base first)")
+    if not base_current(root_p, p, S):
+        raise FileNotFoundError(f"{base}: the base of {p.slug} is missing or stale (train_base first)")
     cand = S["data"].get("crop_candidates", 1)
 
     def sampler(c: dict[str, Any]) -> CropSampler:
@@ -197,26 +213,33 @@ def schedule(root: Path, todo: Sequence[Point], jobs: int, deadline: float | Non
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
+    from vrlic.pipeline.params import load_params
+
+    S = settings(load_params(root / "params.yaml"))
     waiting, running, training = list(todo), {}, set()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         while waiting or running:
             while len(running) < jobs and waiting and (deadline is None or time.monotonic() < deadline):
-                ready = next((p for p in waiting if base_file(root, p).exists()), None)
-                missing = next((p for p in waiting if not base_file(root, p).exists() and p.base not in training), None)
+                have = {p.base: p.base not in training and base_current(root, p, S) for p in waiting}
+                ready = next((p for p in waiting if have[p.base]), None)
+                missing = next((p for p in waiting if not have[p.base] and p.base not in training), None)
                 if ready is not None and (missing is None or waiting.index(ready) < waiting.index(missing)):
                     waiting.remove(ready)
                     running[pool.submit(_timed, run_point, str(root), ready)] = None
                 elif missing is not None:
                     training.add(missing.base)
-                    running[pool.submit(_timed, train_base, str(root), missing)] = f"base {base_slug(missing)}"  # a base's line
+                    running[pool.submit(_timed, train_base, str(root), missing)] = missing
                 else:
                     break  # every waiting point needs a base in training
             if not running:
                 break  # the deadline passed
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in done:
-                base = running.pop(f)
-                print(f"[{time.strftime('%H:%M:%S')}] {f.result() if base is None else base + ': done'}", flush=True)
+                base = running.pop(f)  # the point whose base this task trained, or None
+                if base is not None:
+                    training.discard(base.base)
+                print(f"[{time.strftime('%H:%M:%S')}] {f.result() if base is None else 'base ' + base_slug(base) + ': done'}",
+                      flush=True)
     for p in waiting:
         print(f"{p.slug}: not started (--minutes reached)")
 
