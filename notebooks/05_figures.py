@@ -236,6 +236,7 @@ scaling_fig = None
 print(scaling_why)
 if scaling_rec:
     print(scaling_rec["answer"])
+    print(scaling_rec.get("equal_compute", ""))
     display(report_scaling.scaling_table(scaling_rec["summary"]).round(2))
     scaling_fig = report_scaling.scaling_figure(scaling_rec, figs / "scaling.png")
     if scaling_fig:

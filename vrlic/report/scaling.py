@@ -111,7 +111,7 @@ def scaling_lines(rec: Mapping[str, Any] | None, why: str, figures_dir: str, fig
         return lines + [f"Not shown: {why}.", ""]
     cpus = sorted({c["machine"]["cpu"] for c in rec["cost"] if c.get("machine")})
     total = sum(c["total_seconds"] for c in rec["cost"])
-    lines += [rec["answer"], "",
+    lines += [rec["answer"], "", *([rec["equal_compute"], ""] if rec.get("equal_compute") else []),
               f"{rec['points']} of {rec['grid']} grid points (`make scaling`), computed on {', '.join(cpus) or 'an unrecorded CPU'}; "
               f"{total / 60:.0f} min of one-thread time in all. Each entry: the BD-rate (PSNR, pchip) against the "
               "anchors fine-tuned from the same base with the same budget and seed, median over seeds [per-seed "

@@ -136,10 +136,12 @@ def results_file(root: Path, p: Point) -> Path:
 
 
 def passes(p: Point) -> dict[str, int]:
-    """Backward passes of each arm (MGDA: one per objective and iteration), the base's excluded."""
+    """Backward passes of each arm, the base's excluded: the weighted sum one per iteration, MGDA one
+    per objective and iteration (in stages 03–04 too: the method's arms there solve MGDA as well),
+    the anchors one per iteration of each of the K fine-tunes."""
     k = len(p.lambdas)
     b3, b4 = round(p.budget * 150 / STAGE_BUDGET), round(p.budget * 200 / STAGE_BUDGET)
-    out = {"anchors": k * p.budget, "weighted_sum": p.budget, "mgda": k * p.budget, "full": k * p.budget + b3 + b4}
+    out = {"anchors": k * p.budget, "weighted_sum": p.budget, "mgda": k * p.budget, "full": k * (p.budget + b3 + b4)}
     if p.equal_passes:
         out["weighted_sum_xK"] = k * p.budget
     return out

@@ -23,7 +23,7 @@ from vrlic.infra.atomic import write_json
 from vrlic.measure.verdict import verdict
 from vrlic.infra.provenance import code_version, model_code_version
 from vrlic.report.scaling import SCALING_JSON
-from vrlic.scaling.grid import AXES, GRID, RESULTS_DIR, Point, code_key, on_axis, point_key, settings
+from vrlic.scaling.grid import AXES, DEFAULT, GRID, RESULTS_DIR, Point, code_key, on_axis, passes, point_key, settings
 from vrlic.study.noise import seed_stats
 
 ARMS = ("weighted_sum", "mgda", "full", "weighted_sum_xK")
@@ -51,19 +51,25 @@ def load_points(root: Path, grid: Sequence[Point] = GRID) -> tuple[list[dict[str
     return found, stale
 
 
+def point_of(rec: Mapping[str, Any]) -> Point:
+    """The grid point of a results record."""
+    return Point(**{k: v for k, v in rec["point"].items() if k != "lambdas"})
+
+
 def long_rows(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (point, arm or contrast, metric)."""
     rows = []
     for rec in points:
         cfg = {k: rec["point"][k] for k in (*CONFIG, "seed")}
         axes = [a for a in AXES if on_axis(Point(**cfg), a)]
+        cost = passes(point_of(rec))  # from the point (the grid's count), not a file's record
         for kind, table in (("vs fine-tuned anchors", rec["bd"]), ("contrast", rec["contrasts"])):
             for arm, by_metric in table.items():
                 for m, s in by_metric.items():
                     rows.append({**cfg, "axes": axes, "arm": arm, "reference": kind, "metric": m,
                                  **{c: _f(s.get(c)) for c in ("pchip", "image_median", "image_min", "image_max", "overlap",
                                                               "low_rate", "high_rate")},
-                                 "passes": rec["passes"].get(arm.split("_vs_")[0], math.nan),
+                                 "passes": cost.get(arm.split("_vs_")[0], math.nan),
                                  "seconds": rec["seconds"].get(arm, math.nan) if kind != "contrast" else math.nan})
     return rows
 
@@ -136,6 +142,9 @@ def trend(series: Mapping[Any, Mapping[int, float]], axis: str) -> dict[str, Any
     out: dict[str, Any] = {"values": xs, "seeds": seeds, "first": first["median"], "last": last["median"], "bar": bar,
                            "monotone_every_seed": falls}
     out["shrinks"] = bool(falls and first["median"] - last["median"] > bar)
+    if len(seeds) < 2:  # no seed spread to exceed: reported, never called a trend
+        out.update(shrinks=False, one_seed=True, why="one seed: no seed spread to judge the fall against")
+        return out
     if not out["shrinks"]:
         out["why"] = ("it does not fall from each value to the next on every seed" if not falls
                       else "its fall is within the seed spread")
@@ -178,17 +187,22 @@ def answer(rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
                 f"({n} seed{'s' if n > 1 else ''}{arm})")
 
     closes = [a for a, v in measured.items() if v["shrinks"]]
-    others = [a for a, v in measured.items() if not v["shrinks"]]
-    text = ("Against anchors fine-tuned from the same base with the same budget, the full method's gap (PSNR BD-rate, "
-            "median over seeds) ")
+    single = [a for a, v in measured.items() if v.get("one_seed")]
+    others = [a for a, v in measured.items() if not v["shrinks"] and a not in single]
+    ratio = passes(DEFAULT)["full"] / passes(DEFAULT)["anchors"]  # stages 03-04 train on after MGDA's B
+    text = ("Against anchors fine-tuned from the same base with the same budget B, the full method's gap (PSNR "
+            f"BD-rate, median over seeds; it spends {ratio:.1f}× the anchors' backward passes) ")
+    said = []
     if closes:
-        text += "shrinks beyond its seed spread on every seed with " + "; ".join(
-            f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in closes)
-        if others:
-            text += ", but not with " + "; ".join(f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in others)
-    else:
-        text += "does not shrink beyond its seed spread on every seed with " + "; ".join(
-            f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in others)
+        said.append("shrinks beyond its seed spread on every seed with " + "; ".join(
+            f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in closes))
+    if others:
+        said.append(("but not with " if closes else "does not shrink beyond its seed spread on every seed with ")
+                    + "; ".join(f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in others))
+    if single:
+        said.append(("and " if said else "") + "moves, on one seed so far, with " + "; ".join(
+            f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in single))
+    text += ", ".join(said)
     reach = [(a, measured[a].get("reach")) for a in closes if measured[a].get("reach")]
     if reach:
         text += "; a log-linear fit per seed reaches +2 % at " + "; ".join(
@@ -197,6 +211,24 @@ def answer(rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     else:
         text += f": no measured trend supports an extrapolation to the paper's +{TARGET:.0f} %."
     return text, trends
+
+
+def equal_compute(table: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence per configuration that has the weighted sum at K·B: that arm against the anchors
+    (the same backward passes as the K anchors together) and MGDA against it (the same again)."""
+    out = []
+    for e in table:
+        if e["arm"] != "weighted_sum_xK" or e["metric"] != "psnr-rgb":
+            continue
+        c = next((x for x in table if x["arm"] == "mgda_vs_weighted_sum_xK" and x["metric"] == "psnr-rgb"
+                  and all(x[k] == e[k] for k in CONFIG)), None)
+        text = (f"At equal backward passes (B = {e['budget']}), the weighted sum trained for K·B iterations is "
+                f"{e['median']:+.1f} % [{e['per_seed']}] from the K anchors fine-tuned for B each ({e['verdict']})")
+        if c is not None:
+            text += (f", and MGDA's B iterations are {c['median']:+.1f} % [{c['per_seed']}] behind it, curve against "
+                     f"curve ({c['verdict']})")
+        out.append(text + ".")
+    return " ".join(out)
 
 
 # the ablation table's label of each arm (stage 02's and stage 04's rows)
@@ -238,12 +270,13 @@ def write_summary(root: Path, grid: Sequence[Point] = GRID) -> dict[str, Any]:
     rows = long_rows(points)
     table = aggregate(rows)
     sentence, trends = answer(rows)
+    compute = equal_compute(table)
     (root / CSV).write_text(pd.DataFrame(table).to_csv(index=False, float_format="%.4g") if table else "")
     noise = chain_noise(rows, root)
     cost = [{"point": rec["point"], "seconds": rec["seconds"], "total_seconds": sum(rec["seconds"].values()),
-             "passes": rec["passes"], "machine": {k: rec["environment"].get(k) for k in ("cpu", "cores")}} for rec in points]
+             "passes": passes(point_of(rec)), "machine": {k: rec["environment"].get(k) for k in ("cpu", "cores")}} for rec in points]
     out = {"profile": profile, "model_code": model_code_version(), "measure_code": code_version("measure"), "code": code_key(),
-           "axes": AXES, "target": TARGET, "points": len(points), "grid": len(grid), "stale": stale, "answer": sentence,
+           "axes": AXES, "target": TARGET, "points": len(points), "grid": len(grid), "stale": stale, "answer": sentence, "equal_compute": compute,
            "trends": trends, "chain_noise": noise, "cost": cost, "rows": rows, "summary": table}
     write_json(root / SCALING_JSON, out)
     readme = root / "README.md"
@@ -251,7 +284,7 @@ def write_summary(root: Path, grid: Sequence[Point] = GRID) -> dict[str, Any]:
         text = readme.read_text()
         if README_BEGIN in text and README_END in text:
             head, rest = text.split(README_BEGIN, 1)
-            readme.write_text(f"{head}{README_BEGIN}\n{sentence} ({len(points)} of {len(grid)} grid points; "
+            readme.write_text(f"{head}{README_BEGIN}\n{sentence} {compute} ({len(points)} of {len(grid)} grid points; "
                               f"[docs/results.md](docs/results.md#the-scaling-study))\n{README_END}{rest.split(README_END, 1)[1]}")
-    print(sentence)
+    print(sentence, compute)
     return out
