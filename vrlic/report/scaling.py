@@ -86,6 +86,8 @@ def scaling_figure(rec: Mapping[str, Any], path: str | Path, metric: str = "psnr
             ax.set_xticks(range(len(labels)), [f"{x} ({'0.0005' if x == '26x' else '0.0018'}–0.013)" for x in labels])
         elif axis in ("budget", "base budget"):
             ax.set_xscale("log")
+            ax.set_xticks([float(x) for x in labels], [f"{int(x):,}" for x in labels])
+            ax.minorticks_off()
         ax.axhline(rec.get("target", 2.0), color="grey", lw=0.8, ls="--")
         ax.set_xlabel(AXIS_LABEL.get(axis, axis))
         ax.set_ylabel(f"BD-rate vs fine-tuned anchors (%, {'PSNR' if metric == 'psnr-rgb' else 'MS-SSIM'})")
