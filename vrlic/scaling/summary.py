@@ -105,7 +105,10 @@ def aggregate(rows: Sequence[Mapping[str, Any]], min_effect: float | None = None
                     "passes": rs[0]["passes"], "seconds": seed_stats([r["seconds"] for r in rs])["median"],
                     "verdict": verdict(st["median"] if complete else math.nan, min(fin + lo) if fin else math.nan,
                                        max(fin + hi) if fin else math.nan, st["spread"], overlap, min_effect)})
-    return out
+    order = {a: i for i, a in enumerate((*ARMS, *CONTRASTS))}
+    return sorted(out, key=lambda e: (e["arch"], e["N"], e["M"], e["base_iters"], _order("λ range", e["lambda_range"]),
+                                      e["budget"], e["reference"] != "vs fine-tuned anchors", order.get(e["arm"], 99),
+                                      e["metric"]))
 
 
 def axis_series(rows: Sequence[Mapping[str, Any]], axis: str, arm: str, metric: str = "psnr-rgb"
