@@ -145,9 +145,3 @@ def passes(p: Point) -> dict[str, int]:
     if p.equal_passes:
         out["weighted_sum_xK"] = k * p.budget
     return out
-
-
-def cost(p: Point) -> float:
-    """A relative cost (for scheduling): backward passes × width², the base excluded."""
-    n = sum(passes(p).values()) - passes(p)["mgda"]  # full includes mgda's
-    return n * (p.N * p.M) / (32 * 64) * (1.6 if p.arch != BASE_ARCH else 1.0)

@@ -22,11 +22,10 @@ from typing import Any, Mapping, Sequence
 from vrlic.infra.atomic import write_json
 from vrlic.measure.verdict import verdict
 from vrlic.infra.provenance import code_version, model_code_version
-from vrlic.report.scaling import SCALING_JSON
+from vrlic.report.scaling import ARMS, SCALING_JSON
 from vrlic.scaling.grid import AXES, DEFAULT, GRID, RESULTS_DIR, Point, code_key, on_axis, passes, point_key, settings
 from vrlic.study.noise import seed_stats
 
-ARMS = ("weighted_sum", "mgda", "full", "weighted_sum_xK")
 CONTRASTS = ("mgda_vs_weighted_sum", "mgda_vs_weighted_sum_xK", "full_vs_weighted_sum")
 CONFIG = ("arch", "N", "M", "base_iters", "lambda_range", "budget")
 TARGET = 2.0  # %: the paper's "negligible or minimal" loss, the level an extrapolation aims at
