@@ -3,14 +3,15 @@
 The seed spread of `make noise` comes from post-training alone (every seed starts from the same
 base model). This script post-trains one stage-02 variant (default: MGDA) from the pipeline's base
 model for several seeds under each ``--setting`` (any post-training key over stage 02's `common`),
-evaluates it with real bitstreams and prints its BD-rate against the scratch anchors (fixed: they
-do not depend on the seed), per seed, with the spread (max − min) and mean of each setting.
+evaluates it with real bitstreams and prints its BD-rate against fixed anchors (they do not depend
+on the seed: the scratch anchors after `make scratch`, else stage 02's fine-tuned ones), per seed, with the spread (max − min) and mean of each setting.
 Runs go side by side (``--jobs``), one thread each, as the pipeline's.
 
     python benchmarks/posttrain_seeds.py --setting lr=5e-4 --setting lr=2e-4
     python benchmarks/posttrain_seeds.py --setting iters=300 --setting iters=600 --arch mbt2018-mean
 
-Needs `make repro` first (the base models and results/anchors.json). Run it alone on the machine.
+Needs `make repro` first (the base models, results/anchors.json and results/posttrain.json). Run it
+alone on the machine.
 """
 from __future__ import annotations
 
@@ -43,8 +44,19 @@ def parse_setting(spec: str) -> dict:
     return {k.strip(): value(v.strip()) for k, v in (item.split("=", 1) for item in filter(None, spec.split(",")))}
 
 
+def reference(arch: str) -> tuple[str, dict]:
+    """The fixed anchors: stage 01's scratch anchors where they form a curve, else stage 02's fine-tuned ones."""
+    from vrlic.study.ablation import is_curve
+
+    P = stage_params("posttrain", load_params(ROOT / "params.yaml"))
+    scratch = json.loads((ROOT / P["paths"]["anchors"]).read_text())["models"].get(arch)
+    if is_curve(scratch):
+        return "scratch anchors", scratch
+    return "fine-tuned anchors", json.loads((ROOT / P["paths"]["posttrain"]).read_text())["finetuned_anchors"][arch]
+
+
 def run(arch: str, variant: str, setting: dict, seed: int, out_dir: str) -> dict:
-    """Post-train and evaluate one (setting, seed); its BD-rates against the scratch anchors."""
+    """Post-train and evaluate one (setting, seed); its BD-rates against the fixed anchors (``reference``)."""
     import torch
 
     from vrlic.study.anchors import base_model_file
@@ -62,8 +74,7 @@ def run(arch: str, variant: str, setting: dict, seed: int, out_dir: str) -> dict
     path, secs = run_variant(arch, variant, opts, {}, base_model_file(ROOT / P["paths"]["base_models"], arch, P["lambdas"]),
                              sampler, out_dir, torch.device("cpu"), progress=False)
     res = evaluate_variant(path, val_files, torch.device("cpu"), between=P["between"])
-    anchors = json.loads((ROOT / P["paths"]["anchors"]).read_text())["models"][arch]
-    bd = bd_summaries(anchors, res)
+    bd = bd_summaries(reference(arch)[1], res)
     return {"seed": seed, "seconds": secs, **{f"{m}_{k}": bd[m][k] for m in bd for k in ("pchip", "overlap")}}
 
 
@@ -75,8 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0, 1, … (shifted as `make noise` shifts them)")
     ap.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args(argv)
-    if not (ROOT / "results/anchors.json").exists():
-        print("run `make repro` first: the base models and scratch anchors are stage 01's", file=sys.stderr)
+    if not (ROOT / "results/posttrain.json").exists():
+        print("run `make repro` first: the base models are stage 01's, the fine-tuned anchors stage 02's", file=sys.stderr)
         return 1
     settings = [parse_setting(s) for s in (a.setting or [""])]
     seed0 = stage_params("posttrain", load_params(ROOT / "params.yaml"))["common"]["seed"]
@@ -84,7 +95,7 @@ def main(argv=None) -> int:
         tasks = [(a.arch, a.variant, s, seed0 + k * SEED_SHIFT, f"{tmp}/{i}-{k}") for i, s in enumerate(settings)
                  for k in range(a.seeds)]
         rows = side_by_side(run, tasks, a.jobs)
-    print(f"\n{a.arch} {a.variant}: BD-rate (%) against the scratch anchors, per seed; spread = max − min\n")
+    print(f"\n{a.arch} {a.variant}: BD-rate (%) against the {reference(a.arch)[0]}, per seed; spread = max − min\n")
     for i, s in enumerate(settings):
         mine = rows[i * a.seeds:(i + 1) * a.seeds]
         for metric in ("psnr-rgb", "ms-ssim-rgb"):

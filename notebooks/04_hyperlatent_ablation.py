@@ -33,8 +33,8 @@ from IPython.display import Image, display
 
 from vrlic.infra.atomic import atomic_path, write_json
 from vrlic.pipeline.stages import stamp
-from vrlic.study.ablation import REFERENCES, ablation_display, ablation_rows, variant_bd_table
-from vrlic.study.variants import remove_arms, evaluate_variants, rd_long_table, run_variants, stage_context, variant_file, with_anchors
+from vrlic.study.ablation import REFERENCES, ablation_display, ablation_rows, evaluate_arms, plotted_references, variant_bd_table
+from vrlic.study.variants import remove_arms, rd_long_table, run_variants, stage_context, variant_file
 from vrlic.draw.plots import rd_by_arch, save_figure
 
 from vrlic.pipeline.params import method_arm
@@ -64,9 +64,9 @@ runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas}
 # The share is measured from the real bitstreams: bytes of the z string over all bytes.
 
 # %%
-curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
+curves = evaluate_arms(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
 out = {**stamp("hyperlatent", P), "models": curves}
-table = rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned))
+table = rd_long_table(plotted_references(curves, ctx.anchors, ctx.finetuned))
 display(variant_bd_table(curves, "PSNR"))
 display(Image(filename=str(rd_by_arch(table, figures / "rd.png"))))
 
@@ -104,7 +104,8 @@ display(share_table)
 # %%
 rows = ablation_rows({**records, "hyperlatent": out})
 ablation = pd.DataFrame(rows)
-write_json(ROOT / paths["ablation_json"], {**stamp("hyperlatent", P), "references": list(REFERENCES), "rows": rows})
+present = [ref for ref in REFERENCES if any(f"{ref}_psnr_pchip" in r for r in rows)]  # no scratch: stage 01 trained the base alone
+write_json(ROOT / paths["ablation_json"], {**stamp("hyperlatent", P), "references": present, "rows": rows})
 with atomic_path(ROOT / paths["ablation_csv"]) as tmp:
     ablation.to_csv(tmp, index=False, float_format="%.4f")
 write_json(ROOT / paths["hyperlatent"], out)

@@ -49,6 +49,7 @@ from vrlic.report import scaling as report_scaling
 from vrlic.study import ablation
 from vrlic.training import offsets
 from vrlic.study.anchors import anchor_file
+from vrlic.study.finetune import finetune_file
 from vrlic.data.datasets import resolve_split
 from vrlic.infra.device import pick_device
 from vrlic.study.variants import variant_file
@@ -304,7 +305,7 @@ for (arch, curve), g in share.groupby(["arch", "curve"], sort=False):
 # %% [markdown]
 # ## 6 · At the same bit rate: anchor vs the one variable-rate model
 #
-# Each image is coded whole by a scratch anchor and by the final model at the step that rate
+# Each image is coded whole by an anchor (from scratch, or else fine-tuned) and by the final model at the step that rate
 # control (`vrlic.codec.bitstream.encode_to_bpp`) finds for the anchor's rate (at or just under
 # it), then decoded with `vrlic.codec.bitstream.decode`.
 #
@@ -332,10 +333,15 @@ if not any(math.isclose(lam, l, rel_tol=1e-9) for l in lambdas):
 wanted = visual_images
 images = val_files[:wanted] if isinstance(wanted, int) else [f for f in val_files if f.stem in set(wanted)]
 examples = []
+scratch = any("scratch" in by for by in refs.values())
+anchor_of = ((lambda arch, l: anchor_file(ROOT / paths["base_models"], arch, l)) if scratch else
+             (lambda arch, l: finetune_file(ROOT / paths["posttrain_models"] / "finetuned", arch, l)))
+print(f"visual examples against the {'scratch' if scratch else 'fine-tuned'} anchors")
 for img in images:
     for arch in architectures:
-        # every anchor λ ≥ lam that stage 01 wrote: the first whose rate the model reaches in its trained steps
-        anchors_ = {l: f for l in lambdas if (f := anchor_file(ROOT / paths["base_models"], arch, l)).exists()}
+        # every anchor λ ≥ lam: the first whose rate the model reaches in its trained steps; the scratch
+        # anchors where stage 01 trained them, else stage 02's fine-tuned ones (single-rate models too)
+        anchors_ = {l: f for l in lambdas if (f := anchor_of(arch, l)).exists()}
         ex = visual.in_range_example(final[arch], anchors_, img, lam, P.get("crop", 192), dev)
         examples.append({**ex, "arch": arch})
         lo, hi = ex["vr_trained_range"]
@@ -372,13 +378,14 @@ print(f"{doc_file}: written ({len(doc.splitlines())} lines)")
 for arch in architectures:
     ps = table[(table.arch == arch) & (table.metric == "PSNR")]
     fin = ps[ps.variant == final_label].set_index("reference")
-    scored = ps[(ps.reference == "scratch") & ps.pchip.notna()]
+    ref = "scratch" if (ps.reference == "scratch").any() else "finetuned"
+    scored = ps[(ps.reference == ref) & ps.pchip.notna()]
     best = scored.sort_values("pchip").iloc[0] if len(scored) else None
     print(f"{arch}:")
     for ref, r in fin.iterrows():
         print(f"  final model vs {tables.REFERENCE_LABEL[ref]}: {r.pchip:+.1f} % (per image {r.image_median:+.1f} "
               f"[{r.image_min:+.1f}, {r.image_max:+.1f}]) → {r.verdict}")
     if best is not None:
-        print(f"  lowest BD-rate vs the scratch anchors: {best.variant} ({best.pchip:+.1f} %, {best.verdict})")
+        print(f"  lowest BD-rate vs the {tables.REFERENCE_LABEL[ref]}: {best.variant} ({best.pchip:+.1f} %, {best.verdict})")
     for r in contrasts[(contrasts.arch == arch) & (contrasts.metric == "PSNR")].itertuples():
         print(f"  {r.what}: {r.pchip:+.1f} % (per image {r.image_median:+.1f} [{r.image_min:+.1f}, {r.image_max:+.1f}]) → {r.verdict}")

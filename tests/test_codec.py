@@ -1,5 +1,4 @@
 """Files: round trip, bad input, rate control."""
-import struct
 
 import pytest
 import torch

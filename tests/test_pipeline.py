@@ -43,12 +43,34 @@ def test_stage01_base_models(smoke_run, root):
     p = _smoke_params("base_models", root)
     res = json.loads((out / "results/anchors.json").read_text())
     assert set(res["models"]) == set(p["architectures"])
+    assert not p["scratch_anchors"] and res["scratch_anchors"] is False  # the default: the base alone
     for arch, r in res["models"].items():
-        assert len(r["results"]["bpp"]) == len(p["lambdas"])
-        assert all(b > 0 for b in r["results"]["bpp"])
+        assert len(r["results"]["bpp"]) == 1 and all(b > 0 for b in r["results"]["bpp"])
+    assert not res["bd_vs_jpeg"]  # a BD-rate needs a curve
     assert (out / "results/figures/base_models/anchors_rd.png").stat().st_size > 10_000
     text = done["base_models"].read_text()
     assert '"papermill"' not in text and "execution_count" in text
+    # no stage reports a BD-rate against one model: no scratch reference anywhere
+    for stage in ("posttrain", "offsets", "hyperlatent"):
+        for arch, by in json.loads((out / f"results/{stage}.json").read_text())["models"].items():
+            assert all(set(r["bd"]) == {"finetuned"} and not r["bd_rate_vs_anchors"] for r in by.values()), (stage, arch)
+    assert json.loads((out / "results/ablation.json").read_text())["references"] == ["finetuned"]
+
+
+def test_scratch_anchors_are_opt_in(root, embedded, tmp_path):
+    """`base_models.scratch_anchors` on (`make scratch`): stage 01 trains the anchor of every λ
+    from scratch, the base among them, and reports their curve against JPEG."""
+    from vrlic.pipeline.notebook import run_notebook
+
+    p = _smoke_params("base_models", root)
+    overrides = {"data": {"dir": str(embedded)}, "architectures": [ARCH], "scratch_anchors": True}
+    run_notebook(root / "notebooks/01_base_models.py", tmp_path / "01.ipynb",
+                 {"root": str(tmp_path), "profile": "smoke", "overrides": overrides}, cwd=root, log_output=False)
+    res = json.loads((tmp_path / "results/anchors.json").read_text())
+    assert res["scratch_anchors"] is True and list(res["models"]) == [ARCH]
+    assert len(res["models"][ARCH]["results"]["bpp"]) == len(p["lambdas"]) and ARCH in res["bd_vs_jpeg"]
+    assert sorted(f.name for f in (tmp_path / "outputs/models/base" / ARCH).glob("*.pth.tar")) == sorted(
+        f"lmbda{l:.4f}.pth.tar" for l in p["lambdas"])
 
 
 def test_stage02_posttrain(smoke_run, root):
@@ -87,7 +109,8 @@ def test_stage04_ablation(smoke_run, root):
     rows = list(csv.DictReader((out / "results/ablation.csv").open()))
     p = _smoke_params("hyperlatent", root)
     assert {r["arch"] for r in rows} == set(p["architectures"])
-    assert {"bd_rate_psnr", "bd_rate_msssim", "mgda", "offsets", "vr_hyper"} <= set(rows[0])
+    assert {"finetuned_psnr_pchip", "finetuned_msssim_pchip", "mgda", "offsets", "vr_hyper"} <= set(rows[0])
+    assert not any(k.startswith(("scratch_", "bd_rate_")) for k in rows[0])  # the base alone: no scratch reference
     assert json.loads((out / "results/hyperlatent.json").read_text())["z_share_percent"]
 
 

@@ -56,7 +56,6 @@ def test_baselines_run_through_the_same_loop(sampler, tmp_path, moo):
     g0 = model.Gain.detach().clone()
     cfg = PostTrainConfig("mbt2018-mean", LAMBDAS, iters=3, moo=moo, lr=1e-3, train_gains=True, offsets=True,
                           vr_hyper=True, ckpt_every=100)
-    log = []
     state = posttrain(model, cfg, sampler, tmp_path / "p.pt", progress=False)
     assert state.iter == 3
     assert not torch.equal(g0, state.model.Gain.detach()), "train_gains: the step table should move"

@@ -1,10 +1,8 @@
 """The variable-rate core against CompressAI's reference VBR classes, and its own invariants."""
-import math
 
 import pytest
 import torch
 
-from vrlic.codec.imageio import pad_to_multiple
 from vrlic.codec.interop import from_compressai_vbr, load_into_compressai, to_compressai_vbr
 from vrlic.codec.models import build_model, load_model, model_from_state_dict, save_model
 from vrlic.codec.interop import from_single_rate

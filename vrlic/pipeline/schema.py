@@ -102,6 +102,7 @@ class BaseModels(Strict):
     jobs: Jobs = 1
     nproc_per_node: int = Field(ge=1)  # from params.yaml's top level (vrlic.pipeline.params.stage_params)
     checkpoint: Optional[str] = None
+    scratch_anchors: bool = False  # source train: the anchors at every λ too, not the base alone
     qualities: Optional[list[int]] = None
     metric: Literal["mse"] = "mse"
     reference_check: bool = True

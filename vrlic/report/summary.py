@@ -87,8 +87,10 @@ def results_document(results: Mapping[str, Any], table: pd.DataFrame, contrasts:
     for r in psnr.itertuples(index=False):
         lines.append(f"| {r.arch} | {REFERENCE_LABEL.get(r.reference, r.reference)} | {_entry(r)} |")
     lines += ["", f"The final model is measured on a dense sweep of its step sizes ({CURVE_VR}); the references are "
-              "one model per λ, trained from scratch (stage 01) or fine-tuned from the base with the "
-              "post-training budget (stage 02).", "",
+              "one model per λ, fine-tuned from the base with the post-training budget (stage 02) or, "
+              + ("as here, " if any(r == "scratch" for r in psnr.reference) else
+                 "with `make scratch` (not in this run), ")
+              + "trained from scratch (stage 01).", "",
               "## What each modification buys (directly, curve against curve)", "",
               f"![what each modification buys]({figures_dir}/bd_contrasts.png)", "",
               "| arch | modification | switch (params.yaml) | PSNR | MS-SSIM |", "|---|---|---|---|---|"]
@@ -120,11 +122,14 @@ def results_document(results: Mapping[str, Any], table: pd.DataFrame, contrasts:
 
 def _caveats(results: Mapping[str, Any], table: pd.DataFrame, final_label: str) -> list[str]:
     out = []
+    scratch = results["anchors"].get("scratch_anchors", True)
     for d in results["anchors"].get("drift", []) or []:
         if d.get("rise_from_best_pct", 0) > DRIFT_PCT:
-            out.append(f"- the scratch anchor {d['arch']} at λ = {d['lmbda']:g} drifted: its final validation loss is "
-                       f"{d['rise_from_best_pct']:.1f} % above its best (iteration {d['best_iter']}); the scratch "
-                       "reference of that architecture has a point off its neighbours'")
+            out.append(f"- the {'scratch anchor' if scratch else 'base model'} {d['arch']} at λ = {d['lmbda']:g} drifted: "
+                       f"its final validation loss is {d['rise_from_best_pct']:.1f} % above its best (iteration "
+                       f"{d['best_iter']}); "
+                       + ("the scratch reference of that architecture has a point off its neighbours'" if scratch else
+                          "every variable-rate model starts from it"))
     for arch, by_metric in (results["anchors"].get("bd_vs_jpeg") or {}).items():
         s = by_metric.get("psnr-rgb", {})
         v = s.get("pchip")

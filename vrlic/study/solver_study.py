@@ -61,7 +61,8 @@ def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from vrlic.study.anchors import base_model_file
-    from vrlic.study.variants import bd_against_references, evaluate_variant, run_variant, stage_context, with_reference_losses
+    from vrlic.study.ablation import references_bd
+    from vrlic.study.variants import evaluate_variant, run_variant, stage_context, with_reference_losses
     from vrlic.training.posttrain import backward_passes
 
     root_p = Path(root)
@@ -84,17 +85,19 @@ def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
         path, secs = run_variant(arch, name, settings, {}, base, ctx.sampler, out_dir, ctx.device, progress=False,
                                  reuse_from=[sroot / paths["posttrain_models"]])
         res = evaluate_variant(path, ctx.val_files, ctx.device, between=P["between"], name=f"{arch}-{name}")
-        bd = bd_against_references(ctx, arch, res)
+        bd = references_bd(ctx, arch, res)
         curves[name] = res
         row = {"arch": arch, "solver": name, "seed": k, "passes_per_iter": backward_passes(settings, len(lambdas))}
         for r, m in REF_METRICS:
-            s = bd.get(r, {}).get(m, {})
+            if r not in bd:  # "direct" comes below; no scratch reference where stage 01 trained the base alone
+                continue
+            s = bd[r].get(m, {})
             for col in ("pchip", "overlap", "image_median", "image_min", "image_max"):
                 row[f"{r}_{METRIC_TAG[m]}_{col}"] = s.get(col, math.nan)
         rows.append(row)
         seconds[name] = secs / common["iters"] if math.isfinite(secs) else math.nan
-        print(f"seed {k} {arch} {name}: vs fine-tuned {row['finetuned_psnr_pchip']:+.1f} %, "
-              f"vs scratch {row['scratch_psnr_pchip']:+.1f} % (PSNR, pchip)", flush=True)
+        print(f"seed {k} {arch} {name}: vs fine-tuned {row['finetuned_psnr_pchip']:+.1f} %"
+              + (f", vs scratch {row['scratch_psnr_pchip']:+.1f} %" if "scratch" in bd else "") + " (PSNR, pchip)", flush=True)
     for row in rows:  # direct BD-rates once the baseline's curve exists (whatever the variants' order)
         d = direct_bd(curves.get(BASELINE), curves[row["solver"]])
         for m in METRIC_TAG:
@@ -130,6 +133,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE, min_e
         base = by.get((arch, baseline), {})
         for ref, m in REF_METRICS:
             tag = f"{ref}_{METRIC_TAG[m]}"
+            if not any(f"{tag}_pchip" in r for r in seeds.values()):
+                continue  # a reference this run does not have (the scratch anchors: `make scratch`)
             vals = {s: _finite(r.get(f"{tag}_pchip")) for s, r in sorted(seeds.items())}
             st = seed_stats(list(vals.values()))
             overlap = seed_stats([_finite(r.get(f"{tag}_overlap")) for r in seeds.values()])["median"]
