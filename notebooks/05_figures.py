@@ -353,7 +353,9 @@ for img in images:
               + (" — no anchor reachable: step clamped to the largest trained step" if ex["vr_clamped"] else "")
               + ("" if ex["vr_converged"] or ex["vr_clamped"] else " — rate control did not reach within 1 % of the target"))
 if examples:
-    display(Image(filename=str(detail_figures.visual_figure(examples, figs / "visual.png"))))
+    display(Image(filename=str(detail_figures.visual_figure(examples, figs / "visual.png",
+                                                         "the anchor trained from scratch" if scratch else
+                                                         "the anchor fine-tuned from the base"))))
 
 # %% [markdown]
 # ## 7 · DVC's files, the results document and the headline numbers

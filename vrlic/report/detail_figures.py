@@ -190,10 +190,12 @@ def _visual_titles(ex: Mapping[str, Any]) -> list[str]:
     return [f"{ex['image']}: original\n(crop {size}×{size} at y={top}, x={left})", anchor, vr]
 
 
-def visual_figure(examples: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """Figure 6: original / scratch anchor / final VR model, side by side, one row per
-    (image, architecture); the step Δ (the VR model's with its trained range), bpp and PSNR (whole
-    image, and the crop) in every title (``_visual_titles``)."""
+def visual_figure(examples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                  anchor: str = "the separately trained anchor") -> Path:
+    """Figure 6: original / anchor / final VR model, side by side, one row per (image,
+    architecture); the step Δ (the VR model's with its trained range), bpp and PSNR (whole image,
+    and the crop) in every title (``_visual_titles``). ``anchor`` names the single-rate model in
+    the title (a scratch anchor, or a fine-tuned one)."""
     set_style()
     n = len(examples)
     fig, axes = plt.subplots(n, 3, figsize=(11.5, 4.1 * n), squeeze=False)
@@ -207,8 +209,7 @@ def visual_figure(examples: Sequence[Mapping[str, Any]], path: str | os.PathLike
     inside = all(ex.get("vr_in_trained_range", True) and not ex.get("vr_clamped") for ex in examples)
     where = ("At the anchor's bit rate, at a step inside the final model's trained range" if inside else
              "At (or, where clamped, near) the anchor's bit rate — titles mark the steps not matched inside the trained range")
-    fig.suptitle(f"{where}:\nthe separately trained anchor vs the one variable-rate model (bpp and PSNR over the whole "
-                 "image)", fontsize=11)
+    fig.suptitle(f"{where}:\n{anchor} vs the one variable-rate model (bpp and PSNR over the whole image)", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
