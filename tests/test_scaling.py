@@ -27,7 +27,10 @@ def test_the_grid_holds_the_issues_minimum():
     assert G.passes(replace(d, equal_passes=True))["weighted_sum_xK"] == G.passes(d)["mgda"]
 
 
-def test_point_key_follows_settings_and_model_code_not_the_report(tmp_path, monkeypatch, root):
+def test_point_key_follows_settings_and_the_code_a_point_reaches_only(tmp_path, monkeypatch, root):
+    """The key moves with the settings, the model code, the measurement and the study functions a
+    point calls, directly or through another (``_finished`` through ``run_variant``), or a constant
+    they read; not with a report, the runner, or a study function no point reaches."""
     from vrlic.infra import provenance
     from vrlic.pipeline.params import load_params
 
@@ -39,17 +42,26 @@ def test_point_key_follows_settings_and_model_code_not_the_report(tmp_path, monk
     shutil.copytree(provenance.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PACKAGE", pkg)
     monkeypatch.setattr(G, "PACKAGE", pkg)
+
+    def edit(f: str, old: str = "", new: str = "\n# an edit\n") -> None:
+        text = (pkg / f).read_text()
+        assert old in text, (f, old)
+        (pkg / f).write_text(text.replace(old, old + new, 1) if old else text + new)
+        provenance.code_version.cache_clear()
+
     provenance.code_version.cache_clear()
     try:
         before = G.point_key(p, S)
-        for f in ("report/scaling.py", "scaling/summary.py", "scaling/run.py", "study/ablation.py"):
-            (pkg / f).write_text((pkg / f).read_text() + "\n# an edit\n")
-        provenance.code_version.cache_clear()
+        for f in ("report/scaling.py", "scaling/summary.py", "scaling/run.py", "study/ablation.py", "study/variants.py"):
+            edit(f)
+        edit("study/variants.py", 'arch: str, res: dict[str, Any]) -> dict[str, Any]:\n', "    assert res is not None\n")
+        assert "assert res is not None" in G.reached_study_source([("variants", "bd_against_references")])["variants.bd_against_references"]
         assert G.point_key(p, S) == before
-        for f in ("study/variants.py", "measure/bdrate.py"):
-            (pkg / f).write_text((pkg / f).read_text() + "\n# an edit\n")
-            provenance.code_version.cache_clear()
-            assert G.point_key(p, S) != before, f
+        for f, old, new in [("study/variants.py", "float | None:\n", "    assert path is not None\n"),
+                            ("study/finetune.py", '"ckpt_every"', ', "ckpt_every"'),
+                            ("measure/bdrate.py", "", "\n# an edit\n")]:
+            edit(f, old, new)
+            assert G.point_key(p, S) != before, (f, old)
             before = G.point_key(p, S)
     finally:
         provenance.code_version.cache_clear()

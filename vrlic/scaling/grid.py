@@ -17,6 +17,7 @@ missing in that order, so a study cut short still holds the most informative poi
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
@@ -37,8 +38,9 @@ STAGE_BUDGET = 300  # stage 02's iterations: stages 03-04's budgets scale with B
 SEED_SHIFT = 1000   # as ``make noise``: seed k shifts every seed of the chain by k·SEED_SHIFT
 RESULTS_DIR = Path("results/scaling")
 WORK_DIR = Path("outputs/scaling")
-# the study code whose edits can change a point's numbers, besides the model code and measurement
-STUDY_FILES = ("study/anchors.py", "study/finetune.py", "study/variants.py")
+# the module that computes a point: the study functions it imports, and every definition of
+# ``vrlic.study`` they reach, are the study code whose edits can change a point's numbers
+POINT_RUNNER = "scaling/run.py"
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,64 @@ def on_axis(p: Point, axis: str) -> bool:
 
 def code_key() -> str:
     """The version of the code that computes a point's numbers: the model code, the measurement,
-    the study's training helpers and ``PROTOCOL`` (a report or runner edit changes none)."""
+    the study functions a point reaches and ``PROTOCOL`` (an edit to a report, to the runner or to
+    a study function no point calls changes none)."""
     h = hashlib.sha256(code_version("infra", "codec", "data", "training", "measure").encode())
-    for f in STUDY_FILES:
-        h.update((PACKAGE / f).read_bytes())
+    runner = _study_imports(ast.parse((PACKAGE / POINT_RUNNER).read_text())).values()
+    for name, source in reached_study_source(runner).items():
+        h.update(f"{name}\n{source}\n".encode())
     h.update(str(PROTOCOL).encode())
     return h.hexdigest()[:16]
+
+
+def reached_study_source(entries: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The source of each top-level definition of ``vrlic.study`` (function, class, constant) that
+    ``entries`` ((module, name) pairs) reach through the names they use, transitively, read from
+    ``PACKAGE``'s files; keyed ``module.name`` in sorted order. Decorators count as code used."""
+    modules = {f.stem: f.read_text() for f in sorted((PACKAGE / "study").glob("*.py"))}
+    defs: dict[tuple[str, str], ast.AST] = {}
+    imported: dict[str, dict[str, tuple[str, str]]] = {}
+    for m, text in modules.items():
+        tree = ast.parse(text)
+        for node in tree.body:
+            for name in _defined_names(node):
+                defs[m, name] = node
+        imported[m] = _study_imports(tree)
+    reached: dict[tuple[str, str], str] = {}
+    todo = list(entries)
+    while todo:
+        m, name = todo.pop()
+        if (m, name) in reached:
+            continue
+        if (m, name) not in defs:
+            raise KeyError(f"vrlic.study.{m} defines no {name!r}")
+        node = defs[m, name]
+        reached[m, name] = "\n".join(ast.get_source_segment(modules[m], n) or "" for n in
+                                     [*getattr(node, "decorator_list", []), node])
+        for used in ast.walk(node):
+            ident = used.id if isinstance(used, ast.Name) else used.name if isinstance(used, ast.alias) else None
+            if ident is None:
+                continue
+            if (m, ident) in defs:
+                todo.append((m, ident))
+            elif ident in imported[m] and imported[m][ident] in defs:
+                todo.append(imported[m][ident])
+    return {f"{m}.{name}": reached[m, name] for m, name in sorted(reached)}
+
+
+def _study_imports(tree: ast.AST) -> dict[str, tuple[str, str]]:
+    """``{local name: (study module, name)}`` of every ``from vrlic.study.x import y`` in ``tree``,
+    at module level or inside a function."""
+    return {a.asname or a.name: (node.module.rsplit(".", 1)[1], a.name) for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vrlic.study.") for a in node.names}
+
+
+def _defined_names(node: ast.stmt) -> list[str]:
+    """The names a top-level statement binds: a def, a class, or an assignment's plain names."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    return [t.id for t in targets if isinstance(t, ast.Name)]
 
 
 def point_key(p: Point, settings: dict[str, Any]) -> str:
