@@ -46,7 +46,7 @@ def parse_setting(spec: str) -> dict:
 
 def reference(arch: str) -> tuple[str, dict]:
     """The fixed anchors: stage 01's scratch anchors where they form a curve, else stage 02's fine-tuned ones."""
-    from vrlic.study.ablation import is_curve
+    from vrlic.study.variants import is_curve
 
     P = stage_params("posttrain", load_params(ROOT / "params.yaml"))
     scratch = json.loads((ROOT / P["paths"]["anchors"]).read_text())["models"].get(arch)

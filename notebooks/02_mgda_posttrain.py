@@ -38,8 +38,8 @@ from IPython.display import Image, display
 from vrlic.study.anchors import base_model_file
 from vrlic.infra.atomic import write_json
 from vrlic.study.anchors import evaluate_anchors, rd_table
-from vrlic.study.ablation import evaluate_arms, plotted_references, variant_bd_table
-from vrlic.study.variants import remove_arms, rd_long_table, read_training_log, run_variants, stage_context
+from vrlic.study.ablation import variant_bd_table
+from vrlic.study.variants import remove_arms, evaluate_variants, rd_long_table, read_training_log, run_variants, stage_context, with_anchors
 from vrlic.training.diagnostics import geometry_summary
 from vrlic.study.finetune import finetune_anchors, reference_losses
 from vrlic.pipeline.stages import stamp
@@ -151,7 +151,7 @@ if mgda_geometry:
 # overlap column says how much of the curves the number rests on (below 75 % it rests on a sliver).
 
 # %%
-curves = evaluate_arms(ctx, {k: path for k, (path, _) in runs.items()}, between=P["between"])
+curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, between=P["between"])
 write_json(ROOT / paths["posttrain"], {**stamp("posttrain", P), "data": [p.stem for p in ctx.val_files],
                                        "finetuned_anchors": ctx.finetuned, "reference_losses": ref_losses,
                                        "geometry_summary": geometry, "models": curves})
@@ -159,7 +159,7 @@ write_json(ROOT / paths["timings"] / "posttrain.json", {f"{a}/{n}": {"seconds": 
                                                        for (a, n), (_, s) in runs.items()})
 display(variant_bd_table(curves, "PSNR"))
 display(variant_bd_table(curves, "MS-SSIM"))
-display(Image(filename=str(rd_by_arch(rd_long_table(plotted_references(curves, ctx.anchors, ctx.finetuned)), figures / "rd.png"))))
+display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned)), figures / "rd.png"))))
 
 # %% [markdown]
 # ## Reading the results

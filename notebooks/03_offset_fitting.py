@@ -41,8 +41,8 @@ import json
 from IPython.display import Image, display
 
 from vrlic.infra.atomic import write_json
-from vrlic.study.ablation import evaluate_arms, plotted_references, variant_bd_table
-from vrlic.study.variants import remove_arms, rd_long_table, run_variants, stage_context, variant_file
+from vrlic.study.ablation import variant_bd_table
+from vrlic.study.variants import remove_arms, evaluate_variants, rd_long_table, run_variants, stage_context, variant_file, with_anchors
 from vrlic.training.offsets import agreement, fit_or_reuse, offsets_vs_centroids
 from vrlic.draw.plots import offsets_figure, rd_by_arch
 from vrlic.pipeline.stages import stamp
@@ -102,14 +102,14 @@ if models:
 # ## Rate–distortion: offsets on vs off
 
 # %%
-curves = evaluate_arms(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
-for arch, by in evaluate_arms(ctx, {(arch, f"{offsets_arm}, switched off"): p for arch, p in models.items()},
-                              P["between"], offsets=False).items():
+curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
+for arch, by in evaluate_variants(ctx, {(arch, f"{offsets_arm}, switched off"): p for arch, p in models.items()},
+                                  P["between"], offsets=False).items():
     curves[arch].update(by)
 write_json(ROOT / paths["offsets"], {**stamp("offsets", P), "models": curves, "fit": fits,
                             "agreement": None if agreement_table is None else agreement_table.to_dict(orient="records")})
 display(variant_bd_table(curves, "PSNR"))
-display(Image(filename=str(rd_by_arch(rd_long_table(plotted_references(curves, ctx.anchors, ctx.finetuned)), figures / "rd.png"))))
+display(Image(filename=str(rd_by_arch(rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned)), figures / "rd.png"))))
 
 # %% [markdown]
 # The offsets change no bit of the stream (except for mbt2018, whose context model sees the

@@ -33,8 +33,8 @@ from IPython.display import Image, display
 
 from vrlic.infra.atomic import atomic_path, write_json
 from vrlic.pipeline.stages import stamp
-from vrlic.study.ablation import REFERENCES, ablation_display, ablation_rows, evaluate_arms, plotted_references, variant_bd_table
-from vrlic.study.variants import remove_arms, rd_long_table, run_variants, stage_context, variant_file
+from vrlic.study.ablation import REFERENCES, ablation_display, ablation_rows, variant_bd_table
+from vrlic.study.variants import remove_arms, evaluate_variants, rd_long_table, run_variants, stage_context, variant_file, with_anchors
 from vrlic.draw.plots import rd_by_arch, save_figure
 
 from vrlic.pipeline.params import method_arm
@@ -64,9 +64,9 @@ runs = run_variants(ctx, architectures, variants, {**common, "lambdas": lambdas}
 # The share is measured from the real bitstreams: bytes of the z string over all bytes.
 
 # %%
-curves = evaluate_arms(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
+curves = evaluate_variants(ctx, {k: path for k, (path, _) in runs.items()}, P["between"])
 out = {**stamp("hyperlatent", P), "models": curves}
-table = rd_long_table(plotted_references(curves, ctx.anchors, ctx.finetuned))
+table = rd_long_table(with_anchors(curves, ctx.anchors, ctx.finetuned))
 display(variant_bd_table(curves, "PSNR"))
 display(Image(filename=str(rd_by_arch(table, figures / "rd.png"))))
 

@@ -435,3 +435,25 @@ def test_visual_example_stays_inside_the_trained_steps(tmp_path):
     clamped = visual.in_range_example(*args, {0.0067: tmp_path / "a_lo.pth.tar"}, tmp_path / "img.png", crop=64)
     assert clamped["vr_clamped"] and clamped["vr_step"] == pytest.approx(hi) and clamped["lmbda"] == 0.0067
     assert clamped["vr_bpp"] > clamped["anchor_bpp"]
+
+
+def test_a_reference_that_is_not_a_curve_gets_no_bd_rate_and_is_plotted_as_the_base():
+    """Stage 01 trains the base alone by default (one model): the variants' evaluation reports no
+    BD-rate against it (and warns of none) and the RD figures plot it as the base model; after
+    ``make scratch`` (a curve) both references are there."""
+    import warnings
+
+    from vrlic.study.variants import BASE_ONLY, StageContext, bd_against_references, is_curve, with_anchors
+
+    arch, res = ARCHS[0], _curve(VR_BPP, steps=VR_STEPS, name="mgda")
+    base, scratch, finetuned = _curve([0.6], name="base"), _curve(ANCHOR_BPP, name="anchors"), _curve(ANCHOR_BPP, name="ft")
+    assert not is_curve(base) and not is_curve(None) and is_curve(scratch)
+    ctx = StageContext(root=None, device=None, train_files=[], val_files=[], anchors={arch: base}, sampler=None,
+                       finetuned={arch: finetuned})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert set(bd_against_references(ctx, arch, res)) == {"finetuned"}
+    assert set(with_anchors({arch: {"mgda": res}}, ctx.anchors, ctx.finetuned)[arch]) == {"mgda", BASE_ONLY, "anchors (fine-tuned)"}
+    ctx.anchors = {arch: scratch}
+    assert set(bd_against_references(ctx, arch, res)) == {"scratch", "finetuned"}
+    assert set(with_anchors({arch: {"mgda": res}}, ctx.anchors)[arch]) == {"mgda", "anchors (scratch)"}

@@ -13,63 +13,6 @@ from vrlic.measure.verdict import as_float
 
 
 REFERENCES = ("scratch", "finetuned")
-BASE_ONLY = "base model"  # stage 01's curve label when it trained the base alone (no scratch anchors)
-_NO_CURVE = r"BD-rate undefined \(fewer than two"  # what a BD-rate against a single model warns
-
-
-def is_curve(res: Mapping[str, Any] | None) -> bool:
-    """Whether a reference holds a curve (two models or more). Stage 01 trains the base alone
-    unless ``base_models.scratch_anchors`` is on (``make scratch``): one model, no BD-rate."""
-    return bool(res) and len(res["results"]["bpp"]) >= 2
-
-
-def evaluate_arms(ctx, models: Mapping[tuple[str, str], Path], between: int = 1,
-                  offsets: bool | None = None) -> dict[str, dict[str, Any]]:
-    """``vrlic.study.variants.evaluate_variants`` with no BD-rate against stage 01's anchors where
-    they are the base alone (rather than a column of NaN)."""
-    import warnings
-
-    from vrlic.study.variants import evaluate_variants
-
-    alone = {arch for arch, res in ctx.anchors.items() if not is_curve(res)}
-    with warnings.catch_warnings():
-        if alone:
-            warnings.filterwarnings("ignore", message=_NO_CURVE)
-        curves = evaluate_variants(ctx, dict(models), between, offsets)
-    for arch in alone & set(curves):
-        for res in curves[arch].values():
-            res["bd"].pop("scratch", None)
-            res["bd_rate_vs_anchors"], res["bd_rate_vs_anchors_all_steps"] = {}, {}
-    return curves
-
-
-def references_bd(ctx, arch: str, res: dict[str, Any]) -> dict[str, Any]:
-    """``vrlic.study.variants.bd_against_references``, without the scratch anchors where stage 01
-    trained the base alone."""
-    import warnings
-
-    from vrlic.study.variants import bd_against_references
-
-    if is_curve(ctx.anchors.get(arch)):
-        return bd_against_references(ctx, arch, res)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_NO_CURVE)
-        bd = bd_against_references(ctx, arch, res)
-    bd.pop("scratch", None)
-    return bd
-
-
-def plotted_references(curves: dict[str, dict[str, Any]], anchors: Mapping[str, Any],
-                       finetuned: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """``curves`` plus each architecture's references, for the RD figures: the scratch anchors, or
-    the base model (one point) when stage 01 trained it alone, and the fine-tuned anchors."""
-    from vrlic.study.variants import with_anchors
-
-    out = with_anchors(curves, dict(anchors), dict(finetuned) if finetuned else None)
-    for arch, by in out.items():
-        if not is_curve(by["anchors (scratch)"]):
-            by[BASE_ONLY] = by.pop("anchors (scratch)")
-    return out
 
 
 def bd_row(res: dict[str, Any], noise: dict[str, float] | None = None) -> dict[str, Any]:
@@ -295,6 +238,8 @@ def variant_curves(results: Mapping[str, Any]) -> dict[str, dict[str, dict[str, 
 
 def references(results: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """{arch: {"scratch": anchors, "finetuned": fine-tuned anchors}} (those that exist)."""
+    from vrlic.study.variants import is_curve  # lazily: the report layer stays free of torch
+
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for arch, res in results["anchors"]["models"].items():
         if is_curve(res):  # stage 01 trained the base alone: no scratch reference

@@ -61,8 +61,7 @@ def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from vrlic.study.anchors import base_model_file
-    from vrlic.study.ablation import references_bd
-    from vrlic.study.variants import evaluate_variant, run_variant, stage_context, with_reference_losses
+    from vrlic.study.variants import bd_against_references, evaluate_variant, run_variant, stage_context, with_reference_losses
     from vrlic.training.posttrain import backward_passes
 
     root_p = Path(root)
@@ -85,7 +84,7 @@ def _run_arch_seed(root: str, k: int, arch: str) -> dict[str, Any]:
         path, secs = run_variant(arch, name, settings, {}, base, ctx.sampler, out_dir, ctx.device, progress=False,
                                  reuse_from=[sroot / paths["posttrain_models"]])
         res = evaluate_variant(path, ctx.val_files, ctx.device, between=P["between"], name=f"{arch}-{name}")
-        bd = references_bd(ctx, arch, res)
+        bd = bd_against_references(ctx, arch, res)
         curves[name] = res
         row = {"arch": arch, "solver": name, "seed": k, "passes_per_iter": backward_passes(settings, len(lambdas))}
         for r, m in REF_METRICS:

@@ -27,6 +27,7 @@ from vrlic.training.launch import run_tasks
 from vrlic.codec.vbr import VariableRateMixin
 
 _CONFIG_KEYS = set(PostTrainConfig.__dataclass_fields__)
+BASE_ONLY = "base model"  # stage 01's curve label when it trained the base alone (no scratch anchors)
 
 
 def variant_file(out_dir: str | Path, arch: str, name: str) -> Path:
@@ -138,6 +139,12 @@ def evaluate_variant(path: str | Path, val_files: Sequence[Path], device: torch.
                                "trained": [round(p["step"], 9) in trained for p in points]})
 
 
+def is_curve(res: dict[str, Any] | None) -> bool:
+    """Whether a reference holds a curve (two models or more): a BD-rate needs one. Stage 01 trains
+    the base alone unless ``base_models.scratch_anchors`` is on (``make scratch``)."""
+    return bool(res) and len(res["results"]["bpp"]) >= 2
+
+
 def trained_points(res: dict[str, Any]) -> dict[str, Any]:
     """The points of ``res`` at the trained step sizes only."""
     r = res["results"]
@@ -222,12 +229,14 @@ def variant_task(arch: str, name: str, settings: dict[str, Any], init: str, spec
 
 def evaluate_variants(ctx: StageContext, models: dict[tuple[str, str], Path], between: int = 1,
                       offsets: bool | None = None) -> dict[str, dict[str, Any]]:
-    """{arch: {variant: results JSON + BD-rates vs the anchors (trained steps, and all steps)}}."""
+    """{arch: {variant: results JSON + BD-rates vs the anchors (trained steps, and all steps)}};
+    none against stage 01's anchors where they are the base alone."""
     out: dict[str, dict[str, Any]] = {}
     for (arch, name), path in models.items():
         res = evaluate_variant(path, ctx.val_files, ctx.device, between=between, name=f"{arch}-{name}", offsets=offsets)
-        res["bd_rate_vs_anchors"] = bd_rates(ctx.anchors[arch], trained_points(res))
-        res["bd_rate_vs_anchors_all_steps"] = bd_rates(ctx.anchors[arch], res)
+        scratch = ctx.anchors[arch] if is_curve(ctx.anchors[arch]) else None
+        res["bd_rate_vs_anchors"] = bd_rates(scratch, trained_points(res)) if scratch else {}
+        res["bd_rate_vs_anchors_all_steps"] = bd_rates(scratch, res) if scratch else {}
         res["bd"] = bd_against_references(ctx, arch, res)
         out.setdefault(arch, {})[name] = res
     return out
@@ -235,17 +244,20 @@ def evaluate_variants(ctx: StageContext, models: dict[tuple[str, str], Path], be
 
 def bd_against_references(ctx: StageContext, arch: str, res: dict[str, Any]) -> dict[str, Any]:
     """BD-rate summaries (``vrlic.measure.bdrate.bd_summaries``) of ``res`` (all its steps: the continuous
-    model) against the scratch anchors and, when known, the fine-tuned anchors, PSNR and MS-SSIM."""
+    model) against the scratch anchors and, when known, the fine-tuned anchors, PSNR and MS-SSIM;
+    none against a reference that is not a curve (stage 01's base alone)."""
     refs = {"scratch": ctx.anchors.get(arch)}
     if ctx.finetuned:
         refs["finetuned"] = ctx.finetuned.get(arch)
-    return {ref: bd_summaries(anchor, res) for ref, anchor in refs.items() if anchor}
+    return {ref: bd_summaries(anchor, res) for ref, anchor in refs.items() if is_curve(anchor)}
 
 
 def with_anchors(curves: dict[str, dict[str, Any]], anchors: dict[str, Any],
                  finetuned: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """``curves`` plus each architecture's reference curves (for plotting)."""
-    out = {arch: {**by, "anchors (scratch)": anchors[arch]} for arch, by in curves.items()}
+    """``curves`` plus each architecture's references, for the RD figures: the scratch anchors (or
+    the base model, one point, when stage 01 trained it alone) and the fine-tuned anchors."""
+    out = {arch: {**by, "anchors (scratch)" if is_curve(anchors[arch]) else BASE_ONLY: anchors[arch]}
+           for arch, by in curves.items()}
     for arch in out:
         if finetuned and arch in finetuned:
             out[arch]["anchors (fine-tuned)"] = finetuned[arch]
