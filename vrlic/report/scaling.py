@@ -30,9 +30,15 @@ def load_scaling(root: str | Path, profile: str) -> tuple[dict[str, Any] | None,
     if rec.get("model_code") != model_code_version() or rec.get("measure_code") != code_version("measure"):
         return None, (f"{SCALING_JSON} was computed by other model or measurement code: not shown "
                       "(`make scaling` recomputes it)")
-    if not rec.get("points"):
+    if not rec.get("points") and not rec.get("extra_points"):
         return None, "scaling study: no point computed yet for this code (`make scaling`)"
-    return rec, f"scaling study: {rec['points']} of {rec['grid']} grid points"
+    return rec, f"scaling study: {points_count(rec)}"
+
+
+def points_count(rec: Mapping[str, Any]) -> str:
+    """E.g. "19 of 19 grid points, 1 of 2 extra" (the extra ones: ``make scaling`` with ``--extra``)."""
+    extra = f", {rec['extra_points']} of {rec['extra']} extra" if rec.get("extra_points") else ""
+    return f"{rec['points']} of {rec['grid']} grid points{extra}"
 
 
 def scaling_table(summary: Sequence[Mapping[str, Any]], metric: str = "psnr-rgb"):
@@ -114,7 +120,7 @@ def scaling_lines(rec: Mapping[str, Any] | None, why: str, figures_dir: str, fig
     cpus = sorted({c["machine"]["cpu"] for c in rec["cost"] if c.get("machine")})
     total = sum(c["total_seconds"] for c in rec["cost"])
     lines += [rec["answer"], "", *([rec["equal_compute"], ""] if rec.get("equal_compute") else []),
-              f"{rec['points']} of {rec['grid']} grid points (`make scaling`), computed on {', '.join(cpus) or 'an unrecorded CPU'}; "
+              f"{points_count(rec)} (`make scaling`), computed on {', '.join(cpus) or 'an unrecorded CPU'}; "
               f"{total / 60:.0f} min of one-thread time in all. Each entry: the BD-rate (PSNR, pchip) against the "
               "anchors fine-tuned from the same base with the same budget and seed, median over seeds [per-seed "
               "values], seed spread, smallest curve overlap, verdict.", "",

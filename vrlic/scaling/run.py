@@ -25,7 +25,7 @@ from vrlic.infra.atomic import write_json
 from vrlic.infra.jobs import resolve_jobs
 from vrlic.infra.paths import project_root
 from vrlic.pipeline.params import load_params
-from vrlic.scaling.grid import (GRID, SEED_SHIFT, STAGE_BUDGET, WORK_DIR, Point, base_slug, code_key, passes, point_key,
+from vrlic.scaling.grid import (EXTRA, GRID, SEED_SHIFT, STAGE_BUDGET, WORK_DIR, Point, base_slug, code_key, passes, point_key,
                                 results_file, settings)
 
 MEASURE = ("psnr-rgb", "ms-ssim-rgb")
@@ -176,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-points", type=int, default=None, help="compute at most this many missing points")
     ap.add_argument("--minutes", type=float, default=None, help="start no new point after this many minutes")
     ap.add_argument("--only", default=None, help="only the points whose name contains this text")
+    ap.add_argument("--extra", action="store_true", help="the extra points too (grid.EXTRA: N/M = 128/192, B = 10,000; "
+                    "about 3 h of one core each)")
     ap.add_argument("--list", action="store_true", help="list the grid and what is done, compute nothing")
     args = ap.parse_args(argv)
     root = project_root()
@@ -186,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     S = settings(params)
-    grid = [p for p in GRID if args.only is None or args.only in p.slug]
+    grid = [p for p in (*GRID, *EXTRA) if (args.extra or p in GRID) and (args.only is None or args.only in p.slug)]
     todo = [p for p in grid if not is_current(root, p, S)]
     if args.list:
         for p in grid:

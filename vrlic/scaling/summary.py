@@ -22,8 +22,8 @@ from typing import Any, Mapping, Sequence
 from vrlic.infra.atomic import write_json
 from vrlic.measure.verdict import verdict
 from vrlic.infra.provenance import code_version, model_code_version
-from vrlic.report.scaling import ARMS, SCALING_JSON
-from vrlic.scaling.grid import AXES, DEFAULT, GRID, RESULTS_DIR, Point, code_key, on_axis, passes, point_key, settings
+from vrlic.report.scaling import ARMS, SCALING_JSON, points_count
+from vrlic.scaling.grid import AXES, DEFAULT, EXTRA, GRID, RESULTS_DIR, Point, code_key, on_axis, passes, point_key, settings
 from vrlic.study.noise import seed_stats
 
 CONTRASTS = ("mgda_vs_weighted_sum", "mgda_vs_weighted_sum_xK", "full_vs_weighted_sum")
@@ -261,14 +261,16 @@ def chain_noise(rows: Sequence[Mapping[str, Any]], root: Path, budget: int = 300
     return out
 
 
-def write_summary(root: Path, grid: Sequence[Point] = GRID) -> dict[str, Any]:
-    """results/scaling.{csv,json} from every current point of ``grid``, and the README's generated sentence."""
+def write_summary(root: Path, grid: Sequence[Point] = GRID, extra: Sequence[Point] = EXTRA) -> dict[str, Any]:
+    """results/scaling.{csv,json} from every current point of ``grid`` and ``extra``, and the README's
+    generated sentence."""
     import pandas as pd
 
     from vrlic.pipeline.params import load_params
 
     profile = load_params(root / "params.yaml").get("profile")
-    points, stale = load_points(root, grid)
+    points, stale = load_points(root, (*grid, *extra))
+    n_extra = sum(point_of(rec) in extra for rec in points)
     rows = long_rows(points)
     table = aggregate(rows)
     sentence, trends = answer(rows)
@@ -278,7 +280,7 @@ def write_summary(root: Path, grid: Sequence[Point] = GRID) -> dict[str, Any]:
     cost = [{"point": rec["point"], "seconds": rec["seconds"], "total_seconds": sum(rec["seconds"].values()),
              "passes": passes(point_of(rec)), "machine": {k: rec["environment"].get(k) for k in ("cpu", "cores")}} for rec in points]
     out = {"profile": profile, "model_code": model_code_version(), "measure_code": code_version("measure"), "code": code_key(),
-           "axes": AXES, "target": TARGET, "points": len(points), "grid": len(grid), "stale": stale, "answer": sentence, "equal_compute": compute,
+           "axes": AXES, "target": TARGET, "points": len(points) - n_extra, "grid": len(grid), "extra_points": n_extra, "extra": len(extra), "stale": stale, "answer": sentence, "equal_compute": compute,
            "trends": trends, "chain_noise": noise, "cost": cost, "rows": rows, "summary": table}
     write_json(root / SCALING_JSON, out)
     readme = root / "README.md"
@@ -286,7 +288,7 @@ def write_summary(root: Path, grid: Sequence[Point] = GRID) -> dict[str, Any]:
         text = readme.read_text()
         if README_BEGIN in text and README_END in text:
             head, rest = text.split(README_BEGIN, 1)
-            readme.write_text(f"{head}{README_BEGIN}\n{sentence} {compute} ({len(points)} of {len(grid)} grid points; "
+            readme.write_text(f"{head}{README_BEGIN}\n{sentence} {compute} ({points_count(out)}; "
                               f"[docs/results.md](docs/results.md#the-scaling-study))\n{README_END}{rest.split(README_END, 1)[1]}")
     print(sentence, compute)
     return out
