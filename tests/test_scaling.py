@@ -21,6 +21,7 @@ def test_the_grid_holds_the_issues_minimum():
     want += [replace(d, base_iters=9000, seed=s) for s in G.SEEDS] + [replace(d, arch="mbt2018-mean")]
     want += [replace(d, budget=300, seed=s, equal_passes=True) for s in G.SEEDS]
     assert set(want) <= set(G.GRID) and len(set(G.GRID)) == len(G.GRID)
+    assert set(G.EXTRA) == {replace(d, N=128, M=192), replace(d, budget=10000)} and not set(G.EXTRA) & set(G.GRID)
     assert all(G.on_axis(p, "budget") for p in G.GRID if p.budget != d.budget and p.arch == d.arch and p.N == d.N
                and p.base_iters == d.base_iters and p.lambda_range == d.lambda_range)
     assert not G.on_axis(replace(d, N=64, M=96), "budget") and G.on_axis(replace(d, N=64, M=96), "width")
