@@ -93,6 +93,11 @@ def test_a_gap_that_falls_on_every_seed_is_extrapolated_and_one_that_does_not_is
     rows = _rows(one_up) + _rows(one_up, "weighted_sum")
     sentence, _ = answer(rows)
     assert "does not shrink" in sentence and "no measured trend supports an extrapolation" in sentence
+    rises = {b: {s: 60.0 - v for s, v in by.items()} for b, by in falls.items()}
+    assert trend(rises, "budget")["grows"] and not trend(rises, "budget")["shrinks"] and not t2["grows"]
+    sentence, _ = answer(_rows(rises) + _rows(rises, "weighted_sum"))
+    assert "grows beyond its seed spread on every seed with the post-training budget (300 → 1000 → 3000: +20.0 → +40.0 %" in sentence
+    assert "does not shrink" not in sentence and "no measured trend supports an extrapolation" in sentence
     sentence, _ = answer(_rows(falls) + _rows(falls, "weighted_sum"))
     assert "shrinks beyond its seed spread on every seed with the post-training budget (300 → 1000 → 3000: +40.0 → +20.0 %" in sentence
     assert "reaches +2 % at post-training budget ≈ 24,5" in sentence

@@ -129,8 +129,8 @@ def _order(axis: str, v: Any) -> float:
 
 
 def trend(series: Mapping[Any, Mapping[int, float]], axis: str) -> dict[str, Any]:
-    """Whether the gap shrinks along the axis on every seed, and, if so, where a log-linear fit per
-    seed reaches ``TARGET`` (the range over seeds)."""
+    """Whether the gap shrinks (or grows) along the axis on every seed beyond the seed spread, and,
+    where it shrinks, where a log-linear fit per seed reaches ``TARGET`` (the range over seeds)."""
     xs = list(series)
     if len(xs) < 2:
         return {"values": xs, "shrinks": None, "why": "fewer than two values measured"}
@@ -138,14 +138,16 @@ def trend(series: Mapping[Any, Mapping[int, float]], axis: str) -> dict[str, Any
     if not seeds:
         return {"values": xs, "shrinks": None, "why": "no seed measured at every value"}
     falls = all(series[b][s] < series[a][s] for a, b in zip(xs, xs[1:]) for s in seeds)
+    rises = all(series[b][s] > series[a][s] for a, b in zip(xs, xs[1:]) for s in seeds)
     first = seed_stats([series[xs[0]][s] for s in seeds])
     last = seed_stats([series[xs[-1]][s] for s in seeds])
     bar = max([v for v in (first["spread"], last["spread"]) if math.isfinite(v)], default=0.0)
     out: dict[str, Any] = {"values": xs, "seeds": seeds, "first": first["median"], "last": last["median"], "bar": bar,
                            "monotone_every_seed": falls}
     out["shrinks"] = bool(falls and first["median"] - last["median"] > bar)
+    out["grows"] = bool(rises and last["median"] - first["median"] > bar)
     if len(seeds) < 2:  # no seed spread to exceed: reported, never called a trend
-        out.update(shrinks=False, one_seed=True, why="one seed: no seed spread to judge the fall against")
+        out.update(shrinks=False, grows=False, one_seed=True, why="one seed: no seed spread to judge the fall against")
         return out
     if not out["shrinks"]:
         out["why"] = ("it does not fall from each value to the next on every seed" if not falls
@@ -190,7 +192,8 @@ def answer(rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
 
     closes = [a for a, v in measured.items() if v["shrinks"]]
     single = [a for a, v in measured.items() if v.get("one_seed")]
-    others = [a for a, v in measured.items() if not v["shrinks"] and a not in single]
+    grows = [a for a, v in measured.items() if v.get("grows")]
+    others = [a for a, v in measured.items() if not v["shrinks"] and a not in single and a not in grows]
     ratio = passes(DEFAULT)["full"] / passes(DEFAULT)["anchors"]  # stages 03-04 train on after MGDA's B
     text = ("Against anchors fine-tuned from the same base with the same budget B, the full method's gap (PSNR "
             f"BD-rate, median over seeds; it spends {ratio:.1f}× the anchors' backward passes) ")
@@ -201,6 +204,9 @@ def answer(rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     if others:
         said.append(("but not with " if closes else "does not shrink beyond its seed spread on every seed with ")
                     + "; ".join(f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in others))
+    if grows:
+        said.append(("and " if said else "") + "grows beyond its seed spread on every seed with " + "; ".join(
+            f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in grows))
     if single:
         said.append(("and " if said else "") + "moves, on one seed so far, with " + "; ".join(
             f"{AXIS_WORDS[a]} ({gap(a, measured[a])})" for a in single))
