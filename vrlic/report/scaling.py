@@ -90,7 +90,7 @@ def scaling_figure(rec: Mapping[str, Any], path: str | Path, metric: str = "psnr
                 ax.scatter([x] * len(v), v, color=f"C{i}", s=9, alpha=0.6)
         if axis == "λ range":
             ax.set_xticks(range(len(labels)), [f"{x} ({'0.0005' if x == '26x' else '0.0018'}–0.013)" for x in labels])
-        elif axis in ("budget", "base budget"):
+        elif axis in ("budget", "base budget", "width"):  # log axes: budgets and widths grow by factors
             ax.set_xscale("log")
             ax.set_xticks([float(x) for x in labels], [f"{int(x):,}" for x in labels])
             ax.minorticks_off()
