@@ -93,6 +93,10 @@ def test_a_gap_that_falls_on_every_seed_is_extrapolated_and_one_that_does_not_is
     rows = _rows(one_up) + _rows(one_up, "weighted_sum")
     sentence, _ = answer(rows)
     assert "does not shrink" in sentence and "no measured trend supports an extrapolation" in sentence
+    assert "The weighted sum's own gap" not in sentence  # it did not move either
+    sentence, _ = answer(_rows(one_up) + _rows(falls, "weighted_sum"))
+    assert sentence.endswith("The weighted sum's own gap shrinks beyond its seed spread on every seed with the "
+                             "post-training budget (300 → 1000 → 3000: +40.0 → +20.0 % (3 seeds)).")
     rises = {b: {s: 60.0 - v for s, v in by.items()} for b, by in falls.items()}
     assert trend(rises, "budget")["grows"] and not trend(rises, "budget")["shrinks"] and not t2["grows"]
     sentence, _ = answer(_rows(rises) + _rows(rises, "weighted_sum"))

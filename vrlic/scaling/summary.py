@@ -184,8 +184,8 @@ def answer(rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     if not measured:
         return "The scaling study has no axis with two measured values yet (`make scaling`).", trends
 
-    def gap(axis: str, v: Mapping[str, Any]) -> str:
-        arm = "" if speaks[axis] == "full" else ", weighted sum"
+    def gap(axis: str, v: Mapping[str, Any], arm_named: bool = True) -> str:
+        arm = "" if speaks[axis] == "full" or not arm_named else ", weighted sum"
         n = len(v["seeds"])
         return (f"{' → '.join(str(x) for x in v['values'])}: {v['first']:+.1f} → {v['last']:+.1f} % "
                 f"({n} seed{'s' if n > 1 else ''}{arm})")
@@ -218,6 +218,14 @@ def answer(rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
             if math.isfinite(r["max"]) else f"{AXIS_WORDS[a]}: never on some seed" for a, r in reach) + "."
     else:
         text += f": no measured trend supports an extrapolation to the paper's +{TARGET:.0f} %."
+    # where the sentence spoke of the full method, the plain weighted sum may still move along an axis
+    plain = {a: trends[a]["weighted_sum"] for a in measured if speaks[a] == "full"}
+    moved = [a for a, v in plain.items() if v.get("shrinks") or v.get("grows")]
+    if moved:
+        text += " The weighted sum's own gap " + "; ".join(
+            f"{'shrinks' if plain[a]['shrinks'] else 'grows'} beyond its seed spread on every seed with "
+            f"{AXIS_WORDS[a]} ({gap(a, plain[a], arm_named=False)})" for a in moved) + (
+            ", and with no other axis." if len(moved) < len(plain) else ".")
     return text, trends
 
 
