@@ -43,6 +43,7 @@ from vrlic.pipeline.start import notebook_params
 from vrlic.draw.plots import convergence_figure, rd_figure, save_figure
 from vrlic.infra.provenance import environment
 from vrlic.pipeline.stages import stamp
+from vrlic.study.variants import is_curve
 
 ROOT, P = notebook_params("base_models", root, profile, overrides)
 profile, architectures, lambdas, paths = P["profile"], P["architectures"], P["lambdas"], P["paths"]
@@ -140,7 +141,7 @@ if P["source"] == "zoo" and P["data"]["source"] == "kodak" and P.get("reference_
     print("zoo models on Kodak: every quality matches CompressAI's published results")
 classical = classical_curves(val_files)
 vs_jpeg = {arch: bd_summaries(classical["jpeg"], r) for arch, r in anchor_results.items()
-           if len(r["results"]["bpp"]) >= 2}  # a BD-rate needs a curve, not the base alone
+           if is_curve(r)}  # a BD-rate needs a curve, not the base alone
 scratch = P["source"] != "train" or P["scratch_anchors"]  # whether `models` holds one curve per architecture
 write_json(ROOT / paths["anchors"], {**stamp("base_models", P), "environment": environment(),
                                      "data": [p.stem for p in val_files], "scratch_anchors": scratch, "models": anchor_results,
